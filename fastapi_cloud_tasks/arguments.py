@@ -1,0 +1,408 @@
+"""From `.delay()` keyword arguments to the HTTP request that FastAPI will parse back.
+
+Each argument is validated with the endpoint's own FastAPI field (so pydantic's rules apply at the
+call site), serialized to its place in the request, and then the whole request is parsed back
+with FastAPI's own request parsing. A value that would not arrive unchanged is an error here,
+not a task that fails at the worker until its retries run out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+
+from fastapi import params
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import cookie_parser
+
+from fastapi_cloud_tasks.exceptions import (
+    ArgumentProblem,
+    BadMethodException,
+    arguments_error,
+)
+
+__all__ = ["EndpointSignature", "HttpCall", "endpoint_label"]
+
+_LOCATIONS = ("path", "query", "header", "cookie", "body")
+# Methods Cloud Tasks and Cloud Scheduler can send, and those that may carry a body.
+_SENDABLE_METHODS = frozenset({"POST", "GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    """The HTTP request a task or job will make, relative to the builder's base URL."""
+
+    method: str
+    path: str  # percent-encoded, starts with "/"
+    query: str  # percent-encoded, without "?"
+    headers: dict[str, str]
+    body: bytes | None
+
+    @property
+    def path_and_query(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str  # the Python keyword the caller uses
+    location: str
+    key: str  # its name on the wire: query key, header name, cookie name, body key
+    field: Any  # fastapi's ModelField (its module moved between FastAPI releases)
+    is_model: bool  # a pydantic model spread over several query keys, headers or cookies
+
+    @property
+    def required(self) -> bool:
+        return bool(self.field.field_info.is_required())
+
+
+class _Undeliverable(Exception):
+    pass
+
+
+def endpoint_label(route: APIRoute) -> str:
+    """How messages name an endpoint: `module.function (POST /path)`."""
+    func = route.endpoint
+    name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', route.name)}"
+    return f"{name} ({route_method(route)} {route.path})"
+
+
+def route_method(route: APIRoute) -> str:
+    """The one HTTP method a task route answers (Starlette adds HEAD to every GET route)."""
+    methods = set(route.methods or ())
+    if methods >= {"GET", "HEAD"}:
+        methods.discard("HEAD")
+    if len(methods) != 1:
+        raise BadMethodException(
+            f"Route {route.path!r} answers {sorted(route.methods or ())}; a task or job sends "
+            "exactly one HTTP method. Declare the endpoint with a single method, "
+            "e.g. @router.post(...)."
+        )
+    (method,) = methods
+    if method not in _SENDABLE_METHODS:
+        raise BadMethodException(
+            f"Route {route.path!r} uses {method}, which Cloud Tasks cannot send; "
+            f"use one of {sorted(_SENDABLE_METHODS)}."
+        )
+    return method
+
+
+def _walk(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _walk(sub)
+
+
+def _wire_key(field: Any, location: str) -> str:
+    alias = str(field.alias)
+    info = field.field_info
+    if location == "header" and alias == field.name and getattr(info, "convert_underscores", True):
+        return alias.replace("_", "-")
+    return alias
+
+
+class EndpointSignature:
+    """What a route accepts, and how to turn keyword arguments into an `HttpCall` for it.
+
+    `is_supplied(header_name)` tells which headers the service sets itself (for example
+    `X-CloudTasks-*`): the caller never passes those, even when a dependency declares them.
+    """
+
+    def __init__(self, route: APIRoute, *, is_supplied: Callable[[str], bool]) -> None:
+        self.route = route
+        self.label = endpoint_label(route)
+        self.method = route_method(route)
+        self.params: dict[str, _Param] = {}
+        fields: dict[str, list[Any]] = {loc: [] for loc in _LOCATIONS}
+        seen: set[tuple[str, str]] = set()
+        for dependant in _walk(route.dependant):
+            for location in _LOCATIONS:
+                for field in getattr(dependant, f"{location}_params"):
+                    if (location, field.name) in seen:
+                        continue
+                    seen.add((location, field.name))
+                    fields[location].append(field)
+                    self._add_param(field, location, is_supplied)
+        if fields["body"] and self.method not in _BODY_METHODS:
+            raise BadMethodException(
+                f"{self.label} has body parameters, but Cloud Tasks sends a body only with "
+                "POST, PUT or PATCH. Use one of those methods or move the values to the query."
+            )
+        self._fields = fields
+        self._embed_body = bool(
+            getattr(route, "_embed_body_fields", len(fields["body"]) > 1)
+        )
+
+    def _add_param(self, field: Any, location: str, is_supplied: Callable[[str], bool]) -> None:
+        if isinstance(field.field_info, params.Form):  # File is a Form too
+            raise BadMethodException(
+                f"{self.route.endpoint.__qualname__} takes {field.name!r} as form data or a "
+                "file upload; tasks carry JSON bodies. Accept a pydantic model or bytes in a "
+                "JSON field instead."
+            )
+        key = _wire_key(field, location)
+        if location == "header" and is_supplied(key.lower()):
+            return
+        annotation = field.field_info.annotation
+        is_model = (
+            location in ("query", "header", "cookie")
+            and isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+        )
+        known = self.params.get(field.name)
+        if known is not None and known.location != location:
+            raise BadMethodException(
+                f"{self.label} reads {field.name!r} from both the {known.location} and the "
+                f"{location}; a task argument can fill only one. Rename one of them."
+            )
+        self.params[field.name] = _Param(field.name, location, key, field, is_model)
+
+    # -- keyword arguments -> HttpCall -------------------------------------------------------
+
+    def bind(self, kwargs: Mapping[str, Any]) -> HttpCall:
+        """Validate `kwargs` against the endpoint and build the request; raises
+        `TaskArgumentsError` listing every problem."""
+        problems: list[ArgumentProblem] = []
+        typed: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            param = self.params.get(name)
+            if param is None:
+                expected = ", ".join(sorted(self.params)) or "no arguments"
+                problems.append(
+                    ArgumentProblem("unknown", name, "", f"not a parameter; expected {expected}",
+                                    value)
+                )
+                continue
+            result, errors = param.field.validate(value, {}, loc=(param.location, name))
+            if errors:
+                problems.extend(_type_problem(param, error, value) for error in errors)
+            else:
+                typed[name] = result
+        for param in self.params.values():
+            if param.required and param.name not in kwargs:
+                problems.append(
+                    ArgumentProblem("missing", param.name, param.location, "required, not given")
+                )
+        call = self._serialize(typed, kwargs, problems)
+        if problems:
+            raise arguments_error(self.label, problems)
+        problems = self._check_round_trip(call, typed, kwargs)
+        if problems:
+            raise arguments_error(self.label, problems)
+        return call
+
+    def _serialize(
+        self, typed: Mapping[str, Any], kwargs: Mapping[str, Any], problems: list[ArgumentProblem]
+    ) -> HttpCall:
+        """Build the request; values that cannot travel are added to `problems`."""
+        path_values: dict[str, str] = {}
+        query: list[tuple[str, str]] = []
+        headers: dict[str, str] = {}
+        cookies: list[str] = []
+        body: dict[str, Any] = {}
+        for name, value in typed.items():
+            param = self.params[name]
+            wire = param.field.serialize(value, mode="json")
+            try:
+                for key, item in _spread(param, wire):
+                    if param.location == "path":
+                        path_values[key] = _path_text(name, item, self.route, key)
+                    elif param.location == "query":
+                        query.extend((key, _text(name, v, "query string")) for v in _listed(item))
+                    elif param.location == "header":
+                        headers[key] = _header_text(name, item)
+                    elif param.location == "cookie":
+                        cookies.append(_cookie_pair(name, key, item))
+                    else:
+                        body[key] = item
+            except _Undeliverable as exc:
+                problems.append(
+                    ArgumentProblem(
+                        "undeliverable", name, param.location, exc.args[1], kwargs[name]
+                    )
+                )
+        if cookies:
+            headers["Cookie"] = "; ".join(cookies)
+        payload = self._body_payload(body, kwargs, problems)
+        if payload is not None:
+            headers["Content-Type"] = _JSON
+        path = _fill_path(self.route.path, path_values)
+        return HttpCall(self.method, path, urlencode(query, quote_via=quote), headers, payload)
+
+    def _body_payload(
+        self, body: dict[str, Any], kwargs: Mapping[str, Any], problems: list[ArgumentProblem]
+    ) -> bytes | None:
+        if not body:
+            return b"{}" if self._embed_body else None
+        content = body if self._embed_body else next(iter(body.values()))
+        try:
+            text = json.dumps(content, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError as exc:
+            problems.extend(
+                ArgumentProblem("undeliverable", name, "body", f"cannot be sent as JSON: {exc}",
+                                kwargs.get(name))
+                for name, p in self.params.items() if p.location == "body" and p.key in body
+            )
+            return None
+        return text.encode("utf-8")
+
+    def _check_round_trip(
+        self, call: HttpCall, typed: Mapping[str, Any], kwargs: Mapping[str, Any]
+    ) -> list[ArgumentProblem]:
+        """Parse `call` back the way FastAPI will and compare with what the caller gave."""
+        parsed: dict[str, Any] = {}
+        errors: list[Any] = []
+        match = self.route.path_regex.match(unquote(call.path))
+        if match is None:
+            return [
+                ArgumentProblem(
+                    "undeliverable", name, "path",
+                    f"{call.path!r} would not match the route {self.route.path!r}", kwargs[name],
+                )
+                for name, param in self.params.items()
+                if param.location == "path" and name in typed
+            ]
+        convertors = self.route.param_convertors
+        matched = {k: convertors[k].convert(v) for k, v in match.groupdict().items()}
+        header_list = [(k.lower().encode(), v.encode()) for k, v in call.headers.items()]
+        sources: dict[str, Any] = {
+            "path": matched,
+            "query": QueryParams(call.query),
+            "header": Headers(raw=header_list),
+            "cookie": cookie_parser(call.headers.get("Cookie", "")),
+        }
+        for location, source in sources.items():
+            if self._fields[location]:
+                values, errs = request_params_to_args(self._fields[location], source)
+                parsed.update(values)
+                errors.extend(errs)
+        if self._fields["body"]:
+            received = json.loads(call.body) if call.body is not None else None
+            values, errs = _run_sync(
+                request_body_to_args(self._fields["body"], received, self._embed_body)
+            )
+            parsed.update(values)
+            errors.extend(errs)
+
+        problems = []
+        for name, value in typed.items():
+            param = self.params[name]
+            if name not in parsed:
+                detail = "; ".join(
+                    str(e.get("msg"))
+                    for e in errors
+                    if tuple(e.get("loc", ()))[:1] == (param.location,)
+                )
+                message = f"would be rejected by the endpoint: {detail or 'not received'}"
+            elif not _same(parsed[name], value):
+                message = f"would arrive as {parsed[name]!r}, not {value!r}"
+            else:
+                continue
+            problems.append(ArgumentProblem("undeliverable", name, param.location, message,
+                                            kwargs[name]))
+        return problems
+
+
+def _type_problem(param: _Param, error: Mapping[str, Any], value: Any) -> ArgumentProblem:
+    inner = ".".join(str(part) for part in tuple(error.get("loc", ()))[2:])
+    message = str(error.get("msg", error))
+    return ArgumentProblem(
+        "type", param.name, param.location, f"{inner}: {message}" if inner else message, value
+    )
+
+
+def _spread(param: _Param, wire: Any) -> Iterator[tuple[str, Any]]:
+    if not param.is_model:
+        yield param.key, wire
+        return
+    for key, item in wire.items():
+        if item is None:
+            continue
+        yield (key.replace("_", "-") if param.location == "header" else key), item
+
+
+def _listed(item: Any) -> list[Any]:
+    if item is None:
+        return []
+    return list(item) if isinstance(item, list) else [item]
+
+
+def _text(name: str, value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise _Undeliverable(name, f"a {type(value).__name__} value cannot be sent in a {where}")
+
+
+def _path_text(name: str, value: Any, route: APIRoute, key: str) -> str:
+    text = _text(name, value, "URL path")
+    is_path = type(route.param_convertors.get(key)).__name__ == "PathConvertor"
+    if text == "" or ("/" in text and not is_path):
+        raise _Undeliverable(
+            name,
+            f"{text!r} cannot be a path segment (empty, or contains '/'); declare the parameter "
+            "as {" + key + ":path} or send the value in the query or body",
+        )
+    return quote(text, safe="/" if is_path else "")
+
+
+def _fill_path(template: str, values: Mapping[str, str]) -> str:
+    parts = _PATH_PARAM.split(template)
+    # split() alternates static text and parameter names.
+    return "".join(
+        values.get(part, "") if i % 2 else quote(part, safe="/") for i, part in enumerate(parts)
+    )
+
+
+def _header_text(name: str, value: Any) -> str:
+    items = _listed(value)
+    if len(items) != 1:
+        raise _Undeliverable(
+            name, "Cloud Tasks sends each header once; pass exactly one value for a header"
+        )
+    text = _text(name, items[0], "header")
+    if text != text.strip() or not all(" " <= ch <= "~" for ch in text):
+        raise _Undeliverable(
+            name,
+            f"header value {text!r} must be printable ASCII without leading or trailing spaces",
+        )
+    return text
+
+
+def _cookie_pair(name: str, key: str, value: Any) -> str:
+    if not _COOKIE_NAME.match(key):
+        raise _Undeliverable(name, f"{key!r} is not a valid cookie name")
+    text = _text(name, value, "cookie")
+    _, quoted = SimpleCookie().value_encode(text)
+    return f"{key}={quoted}"
+
+
+def _same(left: Any, right: Any) -> bool:
+    try:
+        return bool(left == right)
+    except Exception:  # values without a usable == cannot be compared: trust the parse
+        return True
+
+
+def _run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (FastAPI's JSON body parsing awaits nothing)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("FastAPI's body parsing suspended; report this to fastapi-cloud-tasks")

@@ -1,0 +1,175 @@
+"""Google client objects: created on first use, pointed at an emulator, or overridden by a test.
+
+Nothing here talks to the network or reads credentials until a task or job is actually sent:
+importing the package and building routers and apps must work on a machine with no Google
+credentials at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import scheduler_v1, tasks_v2
+
+__all__ = [
+    "ClientOverride",
+    "emulator_async_client",
+    "emulator_client",
+    "emulator_scheduler_async_client",
+    "emulator_scheduler_client",
+    "override_clients",
+]
+
+DEFAULT_EMULATOR_HOST = "localhost:8123"
+
+
+def emulator_client(host: str = DEFAULT_EMULATOR_HOST) -> tasks_v2.CloudTasksClient:
+    """A Cloud Tasks client that talks gRPC to a local emulator without credentials.
+
+    The channel connects lazily, so this can run at import time.
+    """
+    import grpc
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+    return tasks_v2.CloudTasksClient(
+        transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(host))
+    )
+
+
+def emulator_async_client(host: str = DEFAULT_EMULATOR_HOST) -> tasks_v2.CloudTasksAsyncClient:
+    """The asyncio twin of `emulator_client`; create it where it will be awaited."""
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import (
+        CloudTasksGrpcAsyncIOTransport,
+    )
+    from grpc import aio
+
+    return tasks_v2.CloudTasksAsyncClient(
+        transport=CloudTasksGrpcAsyncIOTransport(channel=aio.insecure_channel(host))
+    )
+
+
+def emulator_scheduler_client(
+    host: str = DEFAULT_EMULATOR_HOST,
+) -> scheduler_v1.CloudSchedulerClient:
+    """A Cloud Scheduler client for the local emulator (it serves both APIs on one port)."""
+    import grpc
+    from google.cloud.scheduler_v1.services.cloud_scheduler.transports import (
+        CloudSchedulerGrpcTransport,
+    )
+
+    return scheduler_v1.CloudSchedulerClient(
+        transport=CloudSchedulerGrpcTransport(channel=grpc.insecure_channel(host))
+    )
+
+
+def emulator_scheduler_async_client(
+    host: str = DEFAULT_EMULATOR_HOST,
+) -> scheduler_v1.CloudSchedulerAsyncClient:
+    """The asyncio twin of `emulator_scheduler_client`."""
+    from google.cloud.scheduler_v1.services.cloud_scheduler.transports import (
+        CloudSchedulerGrpcAsyncIOTransport,
+    )
+    from grpc import aio
+
+    return scheduler_v1.CloudSchedulerAsyncClient(
+        transport=CloudSchedulerGrpcAsyncIOTransport(channel=aio.insecure_channel(host))
+    )
+
+
+@dataclass(frozen=True)
+class ClientOverride:
+    """Clients that replace every configured one while an `override_clients` block runs."""
+
+    tasks: tasks_v2.CloudTasksClient | None = None
+    tasks_async: tasks_v2.CloudTasksAsyncClient | None = None
+    scheduler: scheduler_v1.CloudSchedulerClient | None = None
+    scheduler_async: scheduler_v1.CloudSchedulerAsyncClient | None = None
+
+
+# A process-wide stack rather than a context variable: a test's app may enqueue from the
+# worker thread of starlette's TestClient, which does not see the test's context.
+_overrides: list[ClientOverride] = []
+_lock = threading.Lock()
+
+
+@contextmanager
+def override_clients(override: ClientOverride) -> Iterator[ClientOverride]:
+    """Send every task and job of every builder to `override`'s clients inside the block.
+
+    This is the seam the pytest plugin uses; the innermost override wins.
+    """
+    with _lock:
+        _overrides.append(override)
+    try:
+        yield override
+    finally:
+        with _lock:
+            _overrides.remove(override)
+
+
+def current_override() -> ClientOverride | None:
+    return _overrides[-1] if _overrides else None
+
+
+class LazyClient:
+    """Builds a default Google client on first use, once, thread-safely."""
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._factory()
+        return self._client
+
+
+class LazyAsyncClient:
+    """Builds a default asyncio Google client on first use in each event loop: a gRPC aio
+    channel belongs to the loop it was first used in."""
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = self._factory()
+        return client
+
+
+default_tasks_client = LazyClient(tasks_v2.CloudTasksClient)
+default_tasks_async_client = LazyAsyncClient(tasks_v2.CloudTasksAsyncClient)
+default_scheduler_client = LazyClient(scheduler_v1.CloudSchedulerClient)
+default_scheduler_async_client = LazyAsyncClient(scheduler_v1.CloudSchedulerAsyncClient)
+
+
+_DEFAULTS = {
+    "tasks": (default_tasks_client, tasks_v2.CloudTasksAsyncClient),
+    "scheduler": (default_scheduler_client, scheduler_v1.CloudSchedulerAsyncClient),
+}
+
+
+def sync_client(kind: str, configured: Any) -> Any:
+    """The client a send of `kind` ("tasks" or "scheduler") uses: a test's override, else the
+    configured client, else the lazily built default. None if only an asyncio client is set."""
+    override = current_override()
+    if override is not None and getattr(override, kind) is not None:
+        return getattr(override, kind)
+    default, async_class = _DEFAULTS[kind]
+    if configured is None:
+        return default.get()
+    return None if isinstance(configured, async_class) else configured

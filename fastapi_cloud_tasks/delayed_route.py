@@ -1,0 +1,211 @@
+"""`DelayedRouteBuilder`: endpoints that can be enqueued as Cloud Tasks with `.delay()`."""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio.to_thread
+from fastapi.routing import APIRoute
+from google.cloud import tasks_v2
+
+from fastapi_cloud_tasks import clients
+from fastapi_cloud_tasks.arguments import EndpointSignature, HttpCall
+from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError
+from fastapi_cloud_tasks.options import (
+    DelayedHook,
+    TaskOptions,
+    check_base_url,
+    check_queue_path,
+)
+from fastapi_cloud_tasks.queues import ensure_queue, ensure_queue_async, ensured_queues
+
+__all__ = ["DelayedRouteBuilder", "DelayedTask", "TaskDelayer", "build_task_request"]
+
+DEFAULT_OPTIONS_ATTR = "__cloud_tasks_default_options__"
+MAX_TASK_BYTES = 1024 * 1024
+MAX_URL_LENGTH = 2083
+
+# Every task endpoint built in this process, so a test harness can map a URL back to its code.
+task_endpoints: weakref.WeakSet[DelayedTask] = weakref.WeakSet()
+
+
+def supplied_by_cloud_tasks(header: str) -> bool:
+    """Headers Cloud Tasks sets (or reserves) itself: the caller never passes them."""
+    return header.startswith(("x-cloudtasks-", "x-google-", "x-appengine-")) or header in (
+        "user-agent", "host", "content-length", "content-type",
+    )
+
+
+def build_task_request(
+    call: HttpCall, options: TaskOptions, now: datetime
+) -> tasks_v2.CreateTaskRequest:
+    """The CreateTaskRequest for `call` under `options` (pure: no client, no network)."""
+    url = options.base_url + call.path_and_query
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidTaskOptionError(
+            f"The task URL is {len(url)} characters long; Cloud Tasks accepts at most "
+            f"{MAX_URL_LENGTH}. Move large values from the path or query to the body."
+        )
+    task = tasks_v2.Task(
+        http_request=tasks_v2.HttpRequest(
+            url=url,
+            http_method=tasks_v2.HttpMethod.__members__[call.method],
+            headers=call.headers,
+            body=call.body or b"",
+        )
+    )
+    first_run = options.first_run(now)
+    if first_run is not None:
+        task.schedule_time = first_run
+    if options.task_id is not None:
+        task.name = f"{options.queue_path}/tasks/{options.task_id}"
+    if options.dispatch_deadline is not None:
+        task.dispatch_deadline = options.dispatch_deadline
+    request = tasks_v2.CreateTaskRequest(parent=options.queue_path, task=task)
+    if options.pre_create_hook is not None:
+        request = options.pre_create_hook(request)
+    size = tasks_v2.Task.pb(request.task).ByteSize()
+    if size > MAX_TASK_BYTES:
+        raise InvalidTaskOptionError(
+            f"The task is {size} bytes; Cloud Tasks accepts at most {MAX_TASK_BYTES} (1 MiB). "
+            "Store large payloads elsewhere (e.g. Cloud Storage) and pass a reference."
+        )
+    return request
+
+
+class TaskDelayer:
+    """An endpoint with its options fixed: `.delay()` / `.adelay()` enqueue it."""
+
+    def __init__(self, task: DelayedTask, options: TaskOptions) -> None:
+        self.task = task
+        self.options = options
+
+    def build_request(self, **kwargs: Any) -> tasks_v2.CreateTaskRequest:
+        """Validate `kwargs` and build the request `.delay(**kwargs)` would send."""
+        call = self.task.signature.bind(kwargs)
+        return build_task_request(call, self.options, datetime.now(timezone.utc))
+
+    def delay(self, **kwargs: Any) -> tasks_v2.Task:
+        """Enqueue the endpoint with these arguments; returns the created task."""
+        request = self.build_request(**kwargs)
+        client = clients.sync_client("tasks", self.options.client)
+        if client is None:
+            raise InvalidTaskOptionError(
+                f"{self.task.signature.label} is configured with an asyncio client "
+                f"({self.options.client!r}); use `await ....adelay(...)`, or configure a "
+                "CloudTasksClient."
+            )
+        return self._send(client, request)
+
+    async def adelay(self, **kwargs: Any) -> tasks_v2.Task:
+        """Enqueue without blocking the event loop (an asyncio client, or a sync one in a
+        worker thread)."""
+        request = self.build_request(**kwargs)
+        override = clients.current_override()
+        client: Any = override.tasks_async if override else None
+        if client is None:
+            if override is not None and override.tasks is not None:
+                client = override.tasks
+            else:
+                client = self.options.client or clients.default_tasks_async_client.get()
+        if isinstance(client, tasks_v2.CloudTasksAsyncClient):
+            path = self.options.queue_path
+            if self.options.auto_create_queue and not ensured_queues.known(client, path):
+                await ensure_queue_async(client, path, self.options.task_create_timeout)
+                ensured_queues.add(client, path)
+            task: tasks_v2.Task = await client.create_task(
+                request=request, timeout=self.options.task_create_timeout
+            )
+            return task
+        return await anyio.to_thread.run_sync(self._send, client, request)
+
+    def _send(self, client: Any, request: tasks_v2.CreateTaskRequest) -> tasks_v2.Task:
+        path = self.options.queue_path
+        if self.options.auto_create_queue and not ensured_queues.known(client, path):
+            ensure_queue(client, path, self.options.task_create_timeout)
+            ensured_queues.add(client, path)
+        task: tasks_v2.Task = client.create_task(
+            request=request, timeout=self.options.task_create_timeout
+        )
+        return task
+
+
+class DelayedTask:
+    """The task side of one endpoint: what `endpoint.delay`, `.adelay` and `.options` call."""
+
+    def __init__(self, route: APIRoute, builder_options: TaskOptions) -> None:
+        self.route = route
+        self.endpoint = route.endpoint
+        self.signature = EndpointSignature(route, is_supplied=supplied_by_cloud_tasks)
+        self._builder_options = builder_options
+
+    @functools.cached_property
+    def default_options(self) -> TaskOptions:
+        """Builder options with the endpoint's `@task_default_options` applied."""
+        return self._builder_options.merged(getattr(self.endpoint, DEFAULT_OPTIONS_ATTR, {}))
+
+    def options(self, **options: Any) -> TaskDelayer:
+        """Override any option (countdown, schedule_time, task_id, dispatch_deadline, or a
+        builder setting) for the next `.delay()` / `.adelay()`."""
+        return TaskDelayer(self, self.default_options.merged(options))
+
+    def delay(self, **kwargs: Any) -> tasks_v2.Task:
+        """Enqueue the endpoint with these arguments; returns the created task."""
+        return TaskDelayer(self, self.default_options).delay(**kwargs)
+
+    async def adelay(self, **kwargs: Any) -> tasks_v2.Task:
+        """Enqueue the endpoint through an asyncio client; returns the created task."""
+        return await TaskDelayer(self, self.default_options).adelay(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<DelayedTask {self.signature.label}>"
+
+
+def DelayedRouteBuilder(  # a class factory, named like the class it returns
+    *,
+    base_url: str,
+    queue_path: str,
+    task_create_timeout: float = 10.0,
+    pre_create_hook: DelayedHook | None = None,
+    client: tasks_v2.CloudTasksClient | tasks_v2.CloudTasksAsyncClient | None = None,
+    auto_create_queue: bool = True,
+) -> type[APIRoute]:
+    """A route class whose endpoints gain `.delay()`, `.adelay()` and `.options()`.
+
+    Creates no client and makes no call: the client is built (or the queue created) on the
+    first `.delay()`. The task URL is `base_url` + the route's path on its APIRouter (the
+    router's own prefix included); a prefix given to `include_router` or a mount belongs
+    in `base_url`.
+    """
+    builder_options = TaskOptions(
+        base_url=check_base_url(base_url), queue_path=check_queue_path(queue_path)
+    ).merged(
+        {
+            "task_create_timeout": task_create_timeout,
+            "pre_create_hook": pre_create_hook,
+            "client": client,
+            "auto_create_queue": auto_create_queue,
+        }
+    )
+
+    class DelayedRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            super().__init__(path, endpoint, **kwargs)
+            # FastAPI < 0.137 rebuilds routes in include_router with the outer prefix: the
+            # task keeps the route it was first declared with, as newer FastAPI does.
+            if getattr(endpoint, "_delayed_task", None) is None:
+                task = DelayedTask(self, builder_options)
+                _attach(endpoint, _delayed_task=task, delay=task.delay, adelay=task.adelay,
+                        options=task.options)
+                task_endpoints.add(task)
+
+    return DelayedRoute
+
+
+def _attach(endpoint: Callable[..., Any], **attributes: Any) -> None:
+    for name, value in attributes.items():
+        setattr(endpoint, name, value)

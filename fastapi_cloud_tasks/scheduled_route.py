@@ -1,0 +1,267 @@
+"""`ScheduledRouteBuilder`: endpoints that Cloud Scheduler calls on a cron schedule."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from fastapi.routing import APIRoute
+from google.api_core import exceptions
+from google.cloud import scheduler_v1
+from google.protobuf import field_mask_pb2
+
+from fastapi_cloud_tasks import clients
+from fastapi_cloud_tasks.arguments import EndpointSignature
+from fastapi_cloud_tasks.exceptions import InvalidScheduleError, InvalidTaskOptionError
+from fastapi_cloud_tasks.options import as_duration, check_base_url, positive_seconds
+from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone
+
+__all__ = ["ScheduledJob", "ScheduledRouteBuilder", "ScheduledTask"]
+
+ScheduledHook = Callable[[scheduler_v1.CreateJobRequest], scheduler_v1.CreateJobRequest]
+
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
+LOCATION_PATH = re.compile(r"^projects/[^/]+/locations/[^/]+$")
+ATTEMPT_DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
+DEFAULT_ATTEMPT_DEADLINE = timedelta(seconds=180)
+# The fields `.schedule()` owns; an update rewrites exactly these.
+MANAGED_FIELDS = ("http_target", "schedule", "time_zone", "description", "retry_config",
+                  "attempt_deadline")
+
+
+def supplied_by_cloud_scheduler(header: str) -> bool:
+    """Headers Cloud Scheduler sets (or reserves) itself: the caller never passes them."""
+    return header.startswith(("x-cloudscheduler", "x-google-", "x-appengine-")) or header in (
+        "user-agent", "host", "content-length", "content-type",
+    )
+
+
+def default_retry_config() -> scheduler_v1.RetryConfig:
+    """Cloud Scheduler's defaults: no retries; 5 s to 1 h backoff, 5 doublings."""
+    return scheduler_v1.RetryConfig(
+        retry_count=0,
+        min_backoff_duration=timedelta(seconds=5),
+        max_backoff_duration=timedelta(hours=1),
+        max_doublings=5,
+        max_retry_duration=timedelta(0),
+    )
+
+
+def check_retry_config(value: object) -> scheduler_v1.RetryConfig:
+    """A complete RetryConfig (defaults filled in) from None, a dict or a RetryConfig."""
+    if value is None:
+        return default_retry_config()
+    if isinstance(value, Mapping):
+        value = scheduler_v1.RetryConfig(**value)
+    if not isinstance(value, scheduler_v1.RetryConfig):
+        raise InvalidScheduleError(
+            f"retry_config={value!r} must be a scheduler_v1.RetryConfig, a dict of its fields "
+            "or None."
+        )
+    config = default_retry_config()
+    # proto-plus leaves unset fields at zero: only copy what the caller set.
+    for field in ("retry_count", "min_backoff_duration", "max_backoff_duration", "max_doublings",
+                  "max_retry_duration"):
+        if field in value:
+            setattr(config, field, getattr(value, field))
+    if not 0 <= config.retry_count <= 5:
+        raise InvalidScheduleError(
+            f"retry_config.retry_count={config.retry_count} is outside 0..5, the range Cloud "
+            "Scheduler allows."
+        )
+    if config.min_backoff_duration > config.max_backoff_duration:
+        raise InvalidScheduleError(
+            "retry_config.min_backoff_duration is longer than max_backoff_duration; "
+            "swap them or raise the maximum."
+        )
+    if config.max_doublings < 0:
+        raise InvalidScheduleError("retry_config.max_doublings must not be negative.")
+    return config
+
+
+def _comparable(job: scheduler_v1.Job) -> scheduler_v1.Job:
+    """The managed part of a job, with the service's defaults made explicit."""
+    target = scheduler_v1.HttpTarget(job.http_target)
+    for header in list(target.headers):
+        if header.lower() == "user-agent":  # the service stores its own User-Agent
+            del target.headers[header]
+    if target.http_method == scheduler_v1.HttpMethod.HTTP_METHOD_UNSPECIFIED:
+        target.http_method = scheduler_v1.HttpMethod.POST  # type: ignore[assignment]
+    return scheduler_v1.Job(
+        http_target=target,
+        schedule=job.schedule,
+        time_zone=job.time_zone or "UTC",
+        description=job.description,
+        retry_config=check_retry_config(job.retry_config if "retry_config" in job else None),
+        attempt_deadline=(
+            job.attempt_deadline if "attempt_deadline" in job else DEFAULT_ATTEMPT_DEADLINE
+        ),
+    )
+
+
+class ScheduledJob:
+    """One Cloud Scheduler job for an endpoint; `.schedule()` makes it exist as configured."""
+
+    def __init__(
+        self,
+        task: ScheduledTask,
+        *,
+        name: str,
+        schedule: str,
+        time_zone: str,
+        retry_config: scheduler_v1.RetryConfig | Mapping[str, Any] | None,
+        description: str | None,
+        attempt_deadline: timedelta | float | None,
+        force: bool,
+    ) -> None:
+        if not isinstance(name, str) or not JOB_ID.match(name):
+            raise InvalidScheduleError(
+                f"name={name!r} is not a valid job id: use 1 to 500 letters, digits, hyphens "
+                "or underscores."
+            )
+        self.task = task
+        self.job_name = f"{task.location_path}/jobs/{name}"
+        self.schedule_expression = check_schedule(schedule)
+        check_time_zone(time_zone)
+        self.time_zone = time_zone
+        self.retry_config = check_retry_config(retry_config)
+        self.description = description or ""
+        self.attempt_deadline = (
+            DEFAULT_ATTEMPT_DEADLINE
+            if attempt_deadline is None
+            else as_duration("attempt_deadline", attempt_deadline, ATTEMPT_DEADLINE_RANGE)
+        )
+        self.force = force
+
+    def build_request(self, **kwargs: Any) -> scheduler_v1.CreateJobRequest:
+        """Validate `kwargs` and build the CreateJobRequest for this job (pure)."""
+        call = self.task.signature.bind(kwargs)
+        job = scheduler_v1.Job(
+            name=self.job_name,
+            http_target=scheduler_v1.HttpTarget(
+                uri=self.task.base_url + call.path_and_query,
+                http_method=scheduler_v1.HttpMethod.__members__[call.method],
+                headers=call.headers,
+                body=call.body or b"",
+            ),
+            schedule=self.schedule_expression,
+            time_zone=self.time_zone,
+            description=self.description,
+            retry_config=self.retry_config,
+            attempt_deadline=self.attempt_deadline,
+        )
+        request = scheduler_v1.CreateJobRequest(parent=self.task.location_path, job=job)
+        if self.task.pre_create_hook is not None:
+            request = self.task.pre_create_hook(request)
+        return request
+
+    def schedule(self, **kwargs: Any) -> scheduler_v1.Job:
+        """Create the job, or update it if it differs (keeping its state), or leave it alone
+        if it is already as configured. With `force=True` it is always rewritten."""
+        request = self.build_request(**kwargs)
+        client = self._client()
+        timeout = self.task.job_create_timeout
+        try:
+            existing = client.get_job(name=self.job_name, timeout=timeout)
+        except exceptions.NotFound:
+            created: scheduler_v1.Job = client.create_job(request=request, timeout=timeout)
+            return created
+        if not self.force and _comparable(existing) == _comparable(request.job):
+            unchanged: scheduler_v1.Job = existing
+            return unchanged
+        update = scheduler_v1.UpdateJobRequest(
+            job=request.job, update_mask=field_mask_pb2.FieldMask(paths=list(MANAGED_FIELDS))
+        )
+        updated: scheduler_v1.Job = client.update_job(request=update, timeout=timeout)
+        return updated
+
+    def delete(self) -> bool:
+        """Delete the job; False if there was none."""
+        try:
+            self._client().delete_job(name=self.job_name, timeout=self.task.job_create_timeout)
+        except exceptions.NotFound:
+            return False
+        return True
+
+    def _client(self) -> Any:
+        client = clients.sync_client("scheduler", self.task.client)
+        if client is None:
+            raise InvalidTaskOptionError(
+                f"{self.task.signature.label} is configured with an asyncio scheduler client; "
+                ".schedule() needs a CloudSchedulerClient."
+            )
+        return client
+
+
+class ScheduledTask:
+    """The scheduler side of one endpoint: what `endpoint.scheduler(...)` calls."""
+
+    def __init__(self, route: APIRoute, settings: Mapping[str, Any]) -> None:
+        self.route = route
+        self.endpoint = route.endpoint
+        self.signature = EndpointSignature(route, is_supplied=supplied_by_cloud_scheduler)
+        self.base_url: str = settings["base_url"]
+        self.location_path: str = settings["location_path"]
+        self.job_create_timeout: float = settings["job_create_timeout"]
+        self.pre_create_hook: ScheduledHook | None = settings["pre_create_hook"]
+        self.client: Any = settings["client"]
+
+    def scheduler(
+        self,
+        *,
+        name: str,
+        schedule: str,
+        time_zone: str = "UTC",
+        retry_config: scheduler_v1.RetryConfig | Mapping[str, Any] | None = None,
+        description: str | None = None,
+        attempt_deadline: timedelta | float | None = None,
+        force: bool = False,
+    ) -> ScheduledJob:
+        """Describe a job; the schedule and time zone are checked now, nothing is sent until
+        `.schedule(**endpoint_arguments)`."""
+        return ScheduledJob(
+            self, name=name, schedule=schedule, time_zone=time_zone, retry_config=retry_config,
+            description=description, attempt_deadline=attempt_deadline, force=force,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ScheduledTask {self.signature.label}>"
+
+
+def ScheduledRouteBuilder(  # a class factory, named like the class it returns
+    *,
+    base_url: str,
+    location_path: str,
+    job_create_timeout: float = 10.0,
+    pre_create_hook: ScheduledHook | None = None,
+    client: scheduler_v1.CloudSchedulerClient | None = None,
+) -> type[APIRoute]:
+    """A route class whose endpoints gain `.scheduler(name=, schedule=, ...)`.
+
+    Makes no call and creates no client until `.schedule()` or `.delete()`.
+    """
+    if not isinstance(location_path, str) or not LOCATION_PATH.match(location_path):
+        raise InvalidTaskOptionError(
+            f"location_path={location_path!r} must look like 'projects/PROJECT/locations/"
+            "LOCATION' (build it with fastapi_cloud_tasks.location_path())."
+        )
+    settings = {
+        "base_url": check_base_url(base_url),
+        "location_path": location_path,
+        "job_create_timeout": positive_seconds("job_create_timeout", job_create_timeout),
+        "pre_create_hook": pre_create_hook,
+        "client": client,
+    }
+
+    class ScheduledRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            super().__init__(path, endpoint, **kwargs)
+            # As for tasks: keep the route the endpoint was first declared with.
+            if getattr(endpoint, "_scheduled_task", None) is None:
+                task = ScheduledTask(self, settings)
+                endpoint._scheduled_task = task  # type: ignore[attr-defined]
+                endpoint.scheduler = task.scheduler  # type: ignore[attr-defined]
+
+    return ScheduledRoute
