@@ -63,10 +63,7 @@ class _Param:
     key: str  # its name on the wire: query key, header name, cookie name, body key
     field: Any  # fastapi's ModelField (its module moved between FastAPI releases)
     is_model: bool  # a pydantic model spread over several query keys, headers or cookies
-
-    @property
-    def required(self) -> bool:
-        return bool(self.field.field_info.is_required())
+    required: bool
 
 
 class _Undeliverable(Exception):
@@ -168,7 +165,11 @@ class EndpointSignature:
                 f"{self.label} reads {field.name!r} from both the {known.location} and the "
                 f"{location}; a task argument can fill only one. Rename one of them."
             )
-        self.params[field.name] = _Param(field.name, location, key, field, is_model)
+        required = bool(field.field_info.is_required())
+        if is_model and required:
+            # FastAPI builds a parameter model from whatever keys arrive: none may be enough.
+            required = bool(field.validate({}, {}, loc=(location,))[1])
+        self.params[field.name] = _Param(field.name, location, key, field, is_model, required)
 
     # -- keyword arguments -> HttpCall -------------------------------------------------------
 

@@ -4,8 +4,8 @@ These headers say where a request claims to come from; they prove nothing. Prote
 routes with an ID token check (or Cloud Run's IAM) before trusting them.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: older FastAPI releases cannot resolve string
+# annotations of a class used as a dependency (a class has no __globals__), e.g. 0.115.
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+from google.cloud import scheduler_v1, tasks_v2
+
+from fastapi_cloud_tasks.engine.transports import scheduler_client, tasks_client
+from tests.recording import RecordingScheduler, RecordingTasks
+
+QUEUE = "projects/test-project/locations/asia-south1/queues/test-queue"
+LOCATION = "projects/test-project/locations/asia-south1"
+BASE_URL = "https://worker.example.com"
+
+
+@pytest.fixture
+def tasks_service() -> RecordingTasks:
+    return RecordingTasks()
+
+
+@pytest.fixture
+def recording_client(tasks_service: RecordingTasks) -> tasks_v2.CloudTasksClient:
+    return tasks_client(tasks_service)
+
+
+@pytest.fixture
+def scheduler_service() -> RecordingScheduler:
+    return RecordingScheduler()
+
+
+@pytest.fixture
+def recording_scheduler(scheduler_service: RecordingScheduler) -> scheduler_v1.CloudSchedulerClient:
+    return scheduler_client(scheduler_service)
