@@ -260,22 +260,14 @@ class EndpointSignature:
             return None
         return text.encode("utf-8")
 
-    def _check_round_trip(
-        self, call: HttpCall, typed: Mapping[str, Any], kwargs: Mapping[str, Any]
-    ) -> list[ArgumentProblem]:
-        """Parse `call` back the way FastAPI will and compare with what the caller gave."""
-        parsed: dict[str, Any] = {}
-        errors: list[Any] = []
+    def parse(self, call: HttpCall) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Parse `call` the way FastAPI will: the endpoint's values and FastAPI's errors."""
         match = self.route.path_regex.match(unquote(call.path))
         if match is None:
-            return [
-                ArgumentProblem(
-                    "undeliverable", name, "path",
-                    f"{call.path!r} would not match the route {self.route.path!r}", kwargs[name],
-                )
-                for name, param in self.params.items()
-                if param.location == "path" and name in typed
-            ]
+            return {}, [{"loc": ("path",), "msg": f"{call.path!r} does not match the route "
+                         f"{self.route.path!r}", "type": "path"}]
+        parsed: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
         convertors = self.route.param_convertors
         matched = {k: convertors[k].convert(v) for k, v in match.groupdict().items()}
         header_list = [(k.lower().encode(), v.encode()) for k, v in call.headers.items()]
@@ -291,13 +283,19 @@ class EndpointSignature:
                 parsed.update(values)
                 errors.extend(errs)
         if self._fields["body"]:
-            received = json.loads(call.body) if call.body is not None else None
+            received = json.loads(call.body) if call.body else None
             values, errs = _run_sync(
                 request_body_to_args(self._fields["body"], received, self._embed_body)
             )
             parsed.update(values)
             errors.extend(errs)
+        return {name: parsed[name] for name in self.params if name in parsed}, errors
 
+    def _check_round_trip(
+        self, call: HttpCall, typed: Mapping[str, Any], kwargs: Mapping[str, Any]
+    ) -> list[ArgumentProblem]:
+        """Parse `call` back the way FastAPI will and compare with what the caller gave."""
+        parsed, errors = self.parse(call)
         problems = []
         for name, value in typed.items():
             param = self.params[name]

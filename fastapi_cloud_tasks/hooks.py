@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from google.cloud import scheduler_v1, tasks_v2
+from google.protobuf import duration_pb2
 
 from fastapi_cloud_tasks.options import DISPATCH_DEADLINE_RANGE, as_duration
 from fastapi_cloud_tasks.scheduled_route import ATTEMPT_DEADLINE_RANGE
@@ -96,7 +97,7 @@ def oauth_scheduled_hook(token: scheduler_v1.OAuthToken) -> ScheduledHook:
     return add_token
 
 
-def deadline_delayed_hook(duration: timedelta | float) -> DelayedHook:
+def deadline_delayed_hook(duration: timedelta | float | duration_pb2.Duration) -> DelayedHook:
     """How long Cloud Tasks waits for the worker's response (15 s to 30 min; default 10 min)."""
     deadline = as_duration("duration", duration, DISPATCH_DEADLINE_RANGE)
 
@@ -107,7 +108,7 @@ def deadline_delayed_hook(duration: timedelta | float) -> DelayedHook:
     return set_deadline
 
 
-def deadline_scheduled_hook(duration: timedelta | float) -> ScheduledHook:
+def deadline_scheduled_hook(duration: timedelta | float | duration_pb2.Duration) -> ScheduledHook:
     """How long Cloud Scheduler waits for the job's response (15 s to 30 min; default 3 min)."""
     deadline = as_duration("duration", duration, ATTEMPT_DEADLINE_RANGE)
 

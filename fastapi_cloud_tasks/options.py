@@ -4,6 +4,7 @@ against Cloud Tasks' rules so a mistake fails at the call site, not in Google's 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -49,7 +50,12 @@ def as_duration(
     elif hasattr(value, "ToTimedelta"):  # a protobuf Duration
         duration = value.ToTimedelta()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        duration = timedelta(seconds=value)
+        try:
+            duration = timedelta(seconds=value)
+        except (OverflowError, ValueError):  # NaN, infinity, or beyond timedelta's range
+            raise InvalidTaskOptionError(
+                f"{name}={value!r} is not a usable number of seconds."
+            ) from None
     else:
         raise InvalidTaskOptionError(
             f"{name}={value!r} must be a datetime.timedelta or a number of seconds."
@@ -63,7 +69,12 @@ def as_duration(
 
 
 def positive_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise InvalidTaskOptionError(f"{name}={value!r} must be a positive number of seconds.")
     return float(value)
 
@@ -112,14 +123,20 @@ class TaskOptions:
 
     def first_run(self, now: datetime) -> datetime | None:
         """The schedule time to send, or None for "now"; rejects more than 30 days ahead."""
-        when = now + self.countdown if self.countdown is not None else self.schedule_time
-        if when is not None and when - now > MAX_SCHEDULE_AHEAD:
+        if self.countdown is not None:
+            # Compared before adding: a huge countdown would overflow datetime.
+            ahead, when_text = self.countdown, f"{self.countdown} from now"
+        elif self.schedule_time is not None:
+            ahead, when_text = self.schedule_time - now, f"at {self.schedule_time.isoformat()}"
+        else:
+            return None
+        if ahead > MAX_SCHEDULE_AHEAD:
             raise InvalidTaskOptionError(
-                f"The task would first run at {when.isoformat()}, more than 30 days after now "
+                f"The task would first run {when_text}, more than 30 days after now "
                 f"({now.isoformat()}); Cloud Tasks rejects that. Schedule it later, or store it "
                 "and enqueue it nearer the time."
             )
-        return when
+        return now + ahead
 
 
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:

@@ -23,7 +23,7 @@ __all__ = ["ScheduledJob", "ScheduledRouteBuilder", "ScheduledTask"]
 ScheduledHook = Callable[[scheduler_v1.CreateJobRequest], scheduler_v1.CreateJobRequest]
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
-LOCATION_PATH = re.compile(r"^projects/[^/]+/locations/[^/]+$")
+LOCATION_PATH = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+$")
 ATTEMPT_DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 DEFAULT_ATTEMPT_DEADLINE = timedelta(seconds=180)
 # The fields `.schedule()` owns; an update rewrites exactly these.
@@ -54,7 +54,10 @@ def check_retry_config(value: object) -> scheduler_v1.RetryConfig:
     if value is None:
         return default_retry_config()
     if isinstance(value, Mapping):
-        value = scheduler_v1.RetryConfig(**value)
+        try:
+            value = scheduler_v1.RetryConfig(**value)
+        except (ValueError, TypeError) as exc:  # an unknown field or a value of the wrong type
+            raise InvalidScheduleError(f"retry_config={value!r} is invalid: {exc}") from None
     if not isinstance(value, scheduler_v1.RetryConfig):
         raise InvalidScheduleError(
             f"retry_config={value!r} must be a scheduler_v1.RetryConfig, a dict of its fields "
@@ -71,6 +74,9 @@ def check_retry_config(value: object) -> scheduler_v1.RetryConfig:
             f"retry_config.retry_count={config.retry_count} is outside 0..5, the range Cloud "
             "Scheduler allows."
         )
+    for field in ("min_backoff_duration", "max_backoff_duration", "max_retry_duration"):
+        if getattr(config, field) < timedelta(0):
+            raise InvalidScheduleError(f"retry_config.{field} must not be negative.")
     if config.min_backoff_duration > config.max_backoff_duration:
         raise InvalidScheduleError(
             "retry_config.min_backoff_duration is longer than max_backoff_duration; "
@@ -116,7 +122,7 @@ class ScheduledJob:
         attempt_deadline: timedelta | float | None,
         force: bool,
     ) -> None:
-        if not isinstance(name, str) or not JOB_ID.match(name):
+        if not isinstance(name, str) or not JOB_ID.fullmatch(name):
             raise InvalidScheduleError(
                 f"name={name!r} is not a valid job id: use 1 to 500 letters, digits, hyphens "
                 "or underscores."
@@ -128,11 +134,14 @@ class ScheduledJob:
         self.time_zone = time_zone
         self.retry_config = check_retry_config(retry_config)
         self.description = description or ""
-        self.attempt_deadline = (
-            DEFAULT_ATTEMPT_DEADLINE
-            if attempt_deadline is None
-            else as_duration("attempt_deadline", attempt_deadline, ATTEMPT_DEADLINE_RANGE)
-        )
+        try:
+            self.attempt_deadline = (
+                DEFAULT_ATTEMPT_DEADLINE
+                if attempt_deadline is None
+                else as_duration("attempt_deadline", attempt_deadline, ATTEMPT_DEADLINE_RANGE)
+            )
+        except InvalidTaskOptionError as exc:  # a job setting: InvalidScheduleError, as documented
+            raise InvalidScheduleError(str(exc)) from None
         self.force = force
 
     def build_request(self, **kwargs: Any) -> scheduler_v1.CreateJobRequest:
@@ -166,8 +175,11 @@ class ScheduledJob:
         try:
             existing = client.get_job(name=self.job_name, timeout=timeout)
         except exceptions.NotFound:
-            created: scheduler_v1.Job = client.create_job(request=request, timeout=timeout)
-            return created
+            try:
+                created: scheduler_v1.Job = client.create_job(request=request, timeout=timeout)
+                return created
+            except exceptions.AlreadyExists:  # created meanwhile, e.g. by another instance
+                existing = client.get_job(name=self.job_name, timeout=timeout)
         if not self.force and _comparable(existing) == _comparable(request.job):
             unchanged: scheduler_v1.Job = existing
             return unchanged
@@ -242,7 +254,7 @@ def ScheduledRouteBuilder(  # a class factory, named like the class it returns
 
     Makes no call and creates no client until `.schedule()` or `.delete()`.
     """
-    if not isinstance(location_path, str) or not LOCATION_PATH.match(location_path):
+    if not isinstance(location_path, str) or not LOCATION_PATH.fullmatch(location_path):
         raise InvalidTaskOptionError(
             f"location_path={location_path!r} must look like 'projects/PROJECT/locations/"
             "LOCATION' (build it with fastapi_cloud_tasks.location_path())."

@@ -84,7 +84,7 @@ class _InMemoryTransport:
         # The next class in the MRO is the generated base: explicit anonymous credentials keep
         # it from calling google.auth.default(), which would look for real credentials.
         base_init: Callable[..., None] = super().__init__
-        base_init(credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+        base_init(credentials=AnonymousCredentials())
         self._prep_wrapped_messages(gapic_v1.client_info.DEFAULT_CLIENT_INFO)
 
     def _make_rpc(self, name: str) -> Callable[..., Any]:
@@ -95,7 +95,7 @@ class _InMemoryTransport:
             # timeout/metadata/compression keyword arguments have no meaning in memory.
             implementation = getattr(service, name, None)
             if implementation is None:
-                raise exceptions.MethodNotImplemented(  # type: ignore[no-untyped-call]
+                raise exceptions.MethodNotImplemented(
                     f"{self._api}.{method} is not implemented by the in-memory service "
                     f"{type(service).__name__} (it has no {name}() method)"
                 )
@@ -116,14 +116,14 @@ class _InMemoryTransport:
         """
         if self._asynchronous:
             self._wrapped_methods = {
-                rpc: gapic_v1.method_async.wrap_method(  # type: ignore[no-untyped-call]
+                rpc: gapic_v1.method_async.wrap_method(
                     rpc, client_info=client_info, kind=self._KIND
                 )
                 for rpc in self._rpcs.values()
             }
         else:
             self._wrapped_methods = {
-                rpc: gapic_v1.method.wrap_method(  # type: ignore[no-untyped-call]
+                rpc: gapic_v1.method.wrap_method(
                     rpc, client_info=client_info
                 )
                 for rpc in self._rpcs.values()

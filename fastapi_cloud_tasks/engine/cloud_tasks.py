@@ -1,0 +1,601 @@
+"""The Cloud Tasks model: queues, tasks, dedup, retries and rate limits, with no I/O.
+
+The engine answers the RPCs (as the "service" behind Google's clients, see `transports`) and
+tells a driver what to dispatch and when; the driver makes the HTTP request and reports the
+outcome. The pytest harness drives it with a virtual clock and in-process ASGI calls, the
+emulator with the real clock and real HTTP.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from google.api_core import exceptions
+from google.cloud import tasks_v2
+from google.rpc import status_pb2
+
+from fastapi_cloud_tasks.engine.clock import Clock
+from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
+from fastapi_cloud_tasks.engine.retry import backoff, retries_exhausted
+from fastapi_cloud_tasks.engine.tokens import TokenIssuer
+
+__all__ = ["CloudTasksEngine", "Dispatch", "Outcome", "TaskRecord"]
+
+QUEUE_MISSING = (
+    "Queue does not exist. If you just created the queue, wait at least a minute for the queue "
+    "to initialize."
+)
+NOT_FOUND = "Requested entity was not found."
+ALREADY_EXISTS = "Requested entity already exists"
+LOCATION = re.compile(r"^projects/[^/]+/locations/[^/]+$")
+QUEUE_NAME = re.compile(r"^(projects/[^/]+/locations/[^/]+)/queues/([A-Za-z0-9-]{1,100})$")
+TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
+MAX_TASK_BYTES = 1024 * 1024
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
+DEFAULT_DEADLINE = timedelta(minutes=10)
+DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
+BODY_METHODS = {tasks_v2.HttpMethod.POST, tasks_v2.HttpMethod.PUT, tasks_v2.HttpMethod.PATCH}
+REPLACED_HEADERS = {"user-agent", "host", "content-length"}
+RESERVED_HEADER_PREFIXES = ("x-google-", "x-appengine-")
+
+
+class Outcome(Enum):
+    SUCCEEDED = "succeeded"  # 2xx: the task is deleted
+    RETRYING = "retrying"  # rescheduled with backoff
+    FAILED = "failed"  # retries used up: the task is dropped
+
+
+@dataclass(eq=False)
+class TaskRecord:
+    """A pending task and the counters Cloud Tasks keeps for it."""
+
+    task: tasks_v2.Task  # FULL view, output fields kept current
+    request: tasks_v2.CreateTaskRequest  # as created
+    seq: int
+    created: datetime
+    dispatch_count: int = 0
+    response_count: int = 0
+    execution_count: int = 0  # attempts that got a non-5xx response
+    previous_response: int | None = None
+    first_attempt_time: datetime | None = None
+    forced: bool = False
+    in_flight: bool = False
+    version: int = 0
+    context: dict[str, Any] = field(default_factory=dict)  # what a driver wants to keep
+
+    @property
+    def name(self) -> str:
+        return str(self.task.name)
+
+    @property
+    def queue_name(self) -> str:
+        return self.name.rsplit("/tasks/", 1)[0]
+
+    @property
+    def schedule_time(self) -> datetime:
+        value: datetime = self.task.schedule_time
+        return value
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One attempt to send: the HTTP request exactly as Cloud Tasks makes it."""
+
+    record: TaskRecord
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    deadline: timedelta
+    schedule_time: datetime
+    dispatch_time: datetime
+
+
+@dataclass(eq=False)
+class _Queue:
+    queue: tasks_v2.Queue
+    bucket: TokenBucket
+    heap: list[tuple[datetime, int, int, str]] = field(default_factory=list)
+    in_flight: int = 0
+
+    @property
+    def running(self) -> bool:
+        return bool(self.queue.state == tasks_v2.Queue.State.RUNNING)
+
+
+class CloudTasksEngine:
+    """In-memory Cloud Tasks. Thread-safe; time comes from `clock`.
+
+    `auto_create_queues`: a task sent to a queue nobody created creates it with the defaults
+    (in production terraform or the builder made it); a deleted queue stays NotFound.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        auto_create_queues: bool = True,
+        name_reservation: timedelta = timedelta(hours=24),
+        max_rate: float = MAX_RATE,
+        tokens: TokenIssuer | None = None,
+        on_run_task: Callable[[TaskRecord], None] | None = None,
+        queue_template: tasks_v2.Queue | None = None,
+        keep_history: bool = False,
+    ) -> None:
+        self.clock = clock
+        self.auto_create_queues = auto_create_queues
+        self.name_reservation = name_reservation
+        self.max_rate = max_rate
+        self._tokens = tokens
+        self.on_run_task = on_run_task
+        self.queue_template = queue_template
+        # Every task ever created, for a test to inspect; the emulator keeps none.
+        self.history: list[TaskRecord] | None = [] if keep_history else None
+        self._queues: dict[str, _Queue] = {}
+        self._deleted_queues: set[str] = set()
+        self._tasks: dict[str, TaskRecord] = {}
+        self._tombstones: dict[str, datetime] = {}
+        self._seq = itertools.count()
+        self._random = random.Random()
+        self._lock = threading.RLock()
+
+    @property
+    def tokens(self) -> TokenIssuer:
+        if self._tokens is None:  # RSA key generation costs ~50 ms: only when a token is needed
+            self._tokens = TokenIssuer()
+        return self._tokens
+
+    # -- queues --------------------------------------------------------------------------
+
+    def create_queue(self, request: tasks_v2.CreateQueueRequest) -> tasks_v2.Queue:
+        with self._lock:
+            if not LOCATION.match(request.parent):
+                raise exceptions.InvalidArgument(f"Invalid parent {request.parent!r}.")
+            name = request.queue.name
+            match = QUEUE_NAME.match(name)
+            if match is None or match.group(1) != request.parent:
+                raise exceptions.InvalidArgument(
+                    f"Queue name {name!r} must be {request.parent}/queues/QUEUE_ID, the id made "
+                    "of letters, numbers and hyphens (at most 100)."
+                )
+            if name in self._queues:
+                raise exceptions.AlreadyExists("Queue already exists")
+            if name in self._deleted_queues:
+                raise exceptions.FailedPrecondition(
+                    "The queue cannot be created because a queue with this name existed too "
+                    "recently."
+                )
+            return tasks_v2.Queue(self._add_queue(request.queue).queue)
+
+    def _add_queue(self, queue: tasks_v2.Queue) -> _Queue:
+        if self.queue_template is not None:  # settings the queue leaves unset
+            queue = _overlay(self.queue_template, queue)
+        stored = complete_queue(queue, max_rate=self.max_rate)
+        rates = stored.rate_limits
+        bucket = TokenBucket(rates.max_dispatches_per_second, rates.max_burst_size,
+                             self.clock.now())
+        self._queues[stored.name] = record = _Queue(stored, bucket)
+        return record
+
+    def get_queue(self, request: tasks_v2.GetQueueRequest) -> tasks_v2.Queue:
+        with self._lock:
+            return tasks_v2.Queue(self._queue(request.name, NOT_FOUND).queue)
+
+    def list_queues(self, request: tasks_v2.ListQueuesRequest) -> tasks_v2.ListQueuesResponse:
+        with self._lock:
+            queues = [q.queue for name, q in sorted(self._queues.items())
+                      if name.startswith(request.parent + "/queues/")]
+            page, token = _page(queues, request.page_size, request.page_token)
+            return tasks_v2.ListQueuesResponse(queues=page, next_page_token=token)
+
+    def update_queue(self, request: tasks_v2.UpdateQueueRequest) -> tasks_v2.Queue:
+        """UpdateQueue: changes the fields in the mask (all set fields without one), and
+        creates the queue if it is missing."""
+        with self._lock:
+            name = request.queue.name
+            if QUEUE_NAME.match(name) is None:
+                raise exceptions.InvalidArgument(f"Invalid queue name {name!r}.")
+            current = self._queues.get(name)
+            if current is None:
+                if name in self._deleted_queues:
+                    raise exceptions.NotFound(QUEUE_MISSING)
+                return tasks_v2.Queue(self._add_queue(request.queue).queue)
+            merged = tasks_v2.Queue(current.queue)
+            paths = list(request.update_mask.paths) or [
+                f for f in ("retry_config", "rate_limits", "stackdriver_logging_config")
+                if f in request.queue
+            ]
+            for path in paths:
+                _copy_path(request.queue, merged, path)
+            # Output-only and derived values are recomputed from the new settings.
+            merged.rate_limits.max_burst_size = 0
+            stored = complete_queue(merged, max_rate=self.max_rate)
+            current.queue = stored
+            rates = stored.rate_limits
+            current.bucket = TokenBucket(rates.max_dispatches_per_second,
+                                         rates.max_burst_size, self.clock.now())
+            return tasks_v2.Queue(stored)
+
+    def delete_queue(self, request: tasks_v2.DeleteQueueRequest) -> None:
+        with self._lock:
+            self._queue(request.name, NOT_FOUND)
+            del self._queues[request.name]
+            self._deleted_queues.add(request.name)
+            for record in self._tasks_of(request.name):
+                del self._tasks[record.name]
+
+    def purge_queue(self, request: tasks_v2.PurgeQueueRequest) -> tasks_v2.Queue:
+        with self._lock:
+            queue = self._queue(request.name, NOT_FOUND)
+            for record in self._tasks_of(request.name):
+                self._remove(record)
+            queue.queue.purge_time = self.clock.now()
+            return tasks_v2.Queue(queue.queue)
+
+    def pause_queue(self, request: tasks_v2.PauseQueueRequest) -> tasks_v2.Queue:
+        return self._set_state(request.name, tasks_v2.Queue.State.PAUSED)
+
+    def resume_queue(self, request: tasks_v2.ResumeQueueRequest) -> tasks_v2.Queue:
+        return self._set_state(request.name, tasks_v2.Queue.State.RUNNING)
+
+    def _set_state(self, name: str, state: int) -> tasks_v2.Queue:
+        with self._lock:
+            queue = self._queue(name, NOT_FOUND)
+            queue.queue.state = state  # type: ignore[assignment]
+            return tasks_v2.Queue(queue.queue)
+
+    def _queue(self, name: str, missing: str) -> _Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            raise exceptions.NotFound(missing)
+        return queue
+
+    def _tasks_of(self, queue_name: str) -> list[TaskRecord]:
+        return [r for r in self._tasks.values() if r.queue_name == queue_name]
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def create_task(self, request: tasks_v2.CreateTaskRequest) -> tasks_v2.Task:
+        with self._lock:
+            now = self.clock.now()
+            queue = self._queue_for_task(request.parent)
+            task = tasks_v2.Task(request.task)
+            _check_http_request(task)
+            if task.name:
+                self._check_new_name(task.name, request.parent, now)
+            else:
+                task.name = f"{request.parent}/tasks/{self._random.randrange(10**19):019d}"
+            if "schedule_time" not in task or task.schedule_time < now:
+                task.schedule_time = now
+            elif task.schedule_time - now > MAX_SCHEDULE_AHEAD:
+                raise exceptions.InvalidArgument(
+                    "Task.schedule_time is too far in the future: at most 30 days ahead."
+                )
+            if "dispatch_deadline" in task and not (
+                DEADLINE_RANGE[0] <= task.dispatch_deadline <= DEADLINE_RANGE[1]
+            ):
+                raise exceptions.InvalidArgument(
+                    "Task.dispatch_deadline must be between 15 seconds and 30 minutes."
+                )
+            if tasks_v2.Task.pb(task).ByteSize() > MAX_TASK_BYTES:
+                raise exceptions.InvalidArgument("Task size exceeds the maximum of 1 MiB.")
+            task.create_time = now.replace(microsecond=0)
+            record = TaskRecord(task=task, request=request, seq=next(self._seq), created=now)
+            self._tasks[task.name] = record
+            if self.history is not None:
+                self.history.append(record)
+            self._push(queue, record)
+            return _view(task, request.response_view)
+
+    def _queue_for_task(self, parent: str) -> _Queue:
+        queue = self._queues.get(parent)
+        if queue is not None:
+            return queue
+        if QUEUE_NAME.match(parent) is None:
+            raise exceptions.InvalidArgument(
+                f"Invalid parent {parent!r}: expected projects/P/locations/L/queues/Q."
+            )
+        if not self.auto_create_queues or parent in self._deleted_queues:
+            raise exceptions.NotFound(QUEUE_MISSING)
+        return self._add_queue(tasks_v2.Queue(name=parent))
+
+    def _check_new_name(self, name: str, parent: str, now: datetime) -> None:
+        queue_part, _, task_id = name.rpartition("/tasks/")
+        if not TASK_ID.match(task_id):
+            raise exceptions.InvalidArgument(
+                "Task name must be of the form projects/PROJECT/locations/LOCATION/queues/QUEUE/"
+                "tasks/TASK_ID; TASK_ID can contain only letters ([A-Za-z]), numbers ([0-9]), "
+                "hyphens (-), or underscores (_). The maximum length is 500 characters."
+            )
+        if queue_part != parent:
+            raise exceptions.InvalidArgument(
+                f"The queue in the task name ({queue_part}) must equal the parent ({parent})."
+            )
+        expiry = self._tombstones.get(name)
+        if expiry is not None and expiry <= now:
+            del self._tombstones[name]
+            expiry = None
+        if name in self._tasks or expiry is not None:
+            raise exceptions.AlreadyExists(ALREADY_EXISTS)
+
+    def get_task(self, request: tasks_v2.GetTaskRequest) -> tasks_v2.Task:
+        with self._lock:
+            return _view(self._task(request.name).task, request.response_view)
+
+    def list_tasks(self, request: tasks_v2.ListTasksRequest) -> tasks_v2.ListTasksResponse:
+        with self._lock:
+            self._queue(request.parent, QUEUE_MISSING)
+            tasks = [_view(r.task, request.response_view) for r in self.pending(request.parent)]
+            page, token = _page(tasks, request.page_size, request.page_token)
+            return tasks_v2.ListTasksResponse(tasks=page, next_page_token=token)
+
+    def delete_task(self, request: tasks_v2.DeleteTaskRequest) -> None:
+        with self._lock:
+            self._remove(self._task(request.name))
+
+    def run_task(self, request: tasks_v2.RunTaskRequest) -> tasks_v2.Task:
+        """RunTask: dispatch now, whatever the schedule, pause state or rate limits."""
+        with self._lock:
+            record = self._task(request.name)
+            record.forced = True
+            task = _view(record.task, request.response_view)
+        if self.on_run_task is not None:
+            self.on_run_task(record)
+        return task
+
+    def _task(self, name: str) -> TaskRecord:
+        record = self._tasks.get(name)
+        if record is None:
+            raise exceptions.NotFound(NOT_FOUND)
+        return record
+
+    def _remove(self, record: TaskRecord) -> None:
+        self._tasks.pop(record.name, None)
+        record.version += 1
+        self._tombstones[record.name] = self.clock.now() + self.name_reservation
+
+    def _push(self, queue: _Queue, record: TaskRecord) -> None:
+        record.version += 1
+        heapq.heappush(queue.heap, (record.schedule_time, record.seq, record.version, record.name))
+
+    # -- dispatching (the driver's side) -------------------------------------------------
+
+    def pending(self, queue_name: str | None = None) -> list[TaskRecord]:
+        """Pending tasks in dispatch order (schedule time, then creation order)."""
+        with self._lock:
+            records = [r for r in self._tasks.values()
+                       if queue_name is None or r.queue_name == queue_name]
+            return sorted(records, key=lambda r: (r.schedule_time, r.seq))
+
+    def next_due_time(self) -> datetime | None:
+        """When the next dispatch may happen (forced tasks: now); None if nothing can run."""
+        with self._lock:
+            now = self.clock.now()
+            if any(r.forced and not r.in_flight for r in self._tasks.values()):
+                return now
+            times = []
+            for queue in self._queues.values():
+                top = self._top(queue)
+                if top is not None and queue.running and (
+                    queue.in_flight < queue.queue.rate_limits.max_concurrent_dispatches
+                ):
+                    times.append(max(top.schedule_time, queue.bucket.ready_at(now)))
+            return min(times, default=None)
+
+    def take_due(self) -> Dispatch | None:
+        """Start the next attempt that is due now, if any, and return what to send."""
+        with self._lock:
+            now = self.clock.now()
+            forced = [r for r in self._tasks.values() if r.forced and not r.in_flight]
+            if forced:
+                record = min(forced, key=lambda r: r.seq)
+                record.forced = False
+                return self._start(record, self._queues[record.queue_name], now, forced=True)
+            best: tuple[datetime, int, _Queue, TaskRecord] | None = None
+            for queue in self._queues.values():
+                top = self._top(queue)
+                if top is None or not queue.running or top.schedule_time > now:
+                    continue
+                if queue.in_flight >= queue.queue.rate_limits.max_concurrent_dispatches:
+                    continue
+                if queue.bucket.ready_at(now) > now:
+                    continue
+                if best is None or (top.schedule_time, top.seq) < best[:2]:
+                    best = (top.schedule_time, top.seq, queue, top)
+            if best is None:
+                return None
+            return self._start(best[3], best[2], now, forced=False)
+
+    def _top(self, queue: _Queue) -> TaskRecord | None:
+        while queue.heap:
+            _, _, version, name = queue.heap[0]
+            record = self._tasks.get(name)
+            if record is not None and record.version == version and not record.in_flight:
+                return record
+            heapq.heappop(queue.heap)
+        return None
+
+    def _start(self, record: TaskRecord, queue: _Queue, now: datetime, forced: bool) -> Dispatch:
+        if not forced:
+            queue.bucket.take(now)
+        queue.in_flight += 1
+        record.in_flight = True
+        record.version += 1  # drops its heap entry
+        http = record.task.http_request
+        headers = {k: v for k, v in http.headers.items() if k.lower() not in REPLACED_HEADERS}
+        headers.update(self._cloud_tasks_headers(record))
+        url = str(http.url)
+        if "oidc_token" in http:
+            audience = http.oidc_token.audience or url
+            token = self.tokens.id_token(
+                email=http.oidc_token.service_account_email, audience=audience, now=now
+            )
+            headers["Authorization"] = f"Bearer {token}"
+        elif "oauth_token" in http:
+            headers["Authorization"] = f"Bearer ya29.fake-{self._random.getrandbits(64):x}"
+        method = tasks_v2.HttpMethod(http.http_method or tasks_v2.HttpMethod.POST).name
+        deadline = (
+            record.task.dispatch_deadline if "dispatch_deadline" in record.task
+            else DEFAULT_DEADLINE
+        )
+        return Dispatch(record, method, url, headers, bytes(http.body), deadline,
+                        record.schedule_time, now)
+
+    def _cloud_tasks_headers(self, record: TaskRecord) -> dict[str, str]:
+        headers = {
+            "User-Agent": "Google-Cloud-Tasks",
+            "X-CloudTasks-QueueName": record.queue_name.rsplit("/", 1)[1],
+            "X-CloudTasks-TaskName": record.name.rsplit("/", 1)[1],
+            "X-CloudTasks-TaskRetryCount": str(record.dispatch_count),
+            "X-CloudTasks-TaskExecutionCount": str(record.execution_count),
+            "X-CloudTasks-TaskETA": f"{record.schedule_time.timestamp():.6f}",
+        }
+        if record.dispatch_count:
+            headers["X-CloudTasks-TaskPreviousResponse"] = str(record.previous_response)
+            headers["X-CloudTasks-TaskRetryReason"] = ""
+        return headers
+
+    def finish(
+        self, dispatch: Dispatch, status: int | None, retry_after: timedelta | None = None
+    ) -> Outcome:
+        """Record an attempt's result: `status` None means no response before the deadline."""
+        with self._lock:
+            now = self.clock.now()
+            record = dispatch.record
+            queue = self._queues.get(record.queue_name)
+            if queue is not None:
+                queue.in_flight -= 1
+            record.in_flight = False
+            record.dispatch_count += 1
+            record.previous_response = 504 if status is None else status
+            if status is not None:
+                record.response_count += 1
+                if status < 500:
+                    record.execution_count += 1
+            if record.first_attempt_time is None:
+                record.first_attempt_time = dispatch.dispatch_time
+            attempt = _attempt(dispatch, now, status)
+            task = record.task
+            task.dispatch_count = record.dispatch_count
+            task.response_count = record.response_count
+            if "first_attempt" not in task:
+                task.first_attempt = attempt
+            task.last_attempt = attempt
+            if record.name not in self._tasks:  # deleted or purged while in flight
+                return Outcome.SUCCEEDED if status is not None and 200 <= status < 300 \
+                    else Outcome.FAILED
+            if status is not None and 200 <= status < 300:
+                self._remove(record)
+                return Outcome.SUCCEEDED
+            retry = self._retry_config(record)
+            if queue is None or retries_exhausted(
+                attempts=record.dispatch_count,
+                max_attempts=retry.max_attempts,
+                first_attempt=record.first_attempt_time,
+                max_retry_duration=retry.max_retry_duration,
+                created=record.created,
+                now=now,
+            ):
+                self._remove(record)
+                return Outcome.FAILED
+            wait = backoff(record.dispatch_count, retry.min_backoff, retry.max_backoff,
+                           retry.max_doublings)
+            if retry_after is not None and status in (429, 503):
+                wait = max(wait, retry_after)
+            task.schedule_time = now + wait
+            self._push(queue, record)
+            return Outcome.RETRYING
+
+    def _retry_config(self, record: TaskRecord) -> tasks_v2.RetryConfig:
+        queue_config = self._queues[record.queue_name].queue.retry_config
+        task_config = getattr(record.task, "retry_config", None)
+        if task_config is None or "retry_config" not in record.task:
+            return queue_config
+        return complete_queue(
+            tasks_v2.Queue(name=record.queue_name, retry_config=task_config)
+        ).retry_config
+
+
+def _check_http_request(task: tasks_v2.Task) -> None:
+    if "http_request" not in task:
+        raise exceptions.InvalidArgument(
+            "Only HTTP target tasks are supported here: set Task.http_request."
+        )
+    http = task.http_request
+    if not http.url.startswith(("http://", "https://")):
+        raise exceptions.InvalidArgument("HttpTarget.url must start with 'http://' or 'https://'.")
+    if len(http.url) > 2083:
+        raise exceptions.InvalidArgument("HttpTarget.url must be at most 2083 characters long.")
+    if http.http_method == tasks_v2.HttpMethod.HTTP_METHOD_UNSPECIFIED:
+        http.http_method = tasks_v2.HttpMethod.POST  # type: ignore[assignment]
+    if http.body and http.http_method not in BODY_METHODS:
+        raise exceptions.InvalidArgument(
+            "Body can only be set for POST, PUT or PATCH HTTP requests."
+        )
+    for header in http.headers:
+        if header.lower().startswith(RESERVED_HEADER_PREFIXES):
+            raise exceptions.InvalidArgument(f"Header {header!r} is reserved.")
+    if sum(len(k) + len(v) for k, v in http.headers.items()) > 80 * 1024:
+        raise exceptions.InvalidArgument("Headers must be smaller than 80 KB in total.")
+
+
+def _view(task: tasks_v2.Task, view: int) -> tasks_v2.Task:
+    copy = tasks_v2.Task(task)
+    full = view == tasks_v2.Task.View.FULL
+    copy.view = tasks_v2.Task.View.FULL if full else tasks_v2.Task.View.BASIC  # type: ignore
+    if not full:  # BASIC omits the (possibly large) body
+        copy.http_request.body = b""
+    return copy
+
+
+def _attempt(dispatch: Dispatch, now: datetime, status: int | None) -> tasks_v2.Attempt:
+    attempt = tasks_v2.Attempt(schedule_time=dispatch.schedule_time,
+                               dispatch_time=dispatch.dispatch_time)
+    if status is not None:
+        attempt.response_time = now
+        code = 0 if 200 <= status < 300 else _grpc_code(status)
+        attempt.response_status = status_pb2.Status(code=code, message=f"HTTP {status}")
+    else:
+        attempt.response_status = status_pb2.Status(code=4, message="Deadline exceeded")
+    return attempt
+
+
+def _grpc_code(status: int) -> int:
+    exc_class = exceptions.exception_class_for_http_status(status)
+    grpc_code = getattr(exc_class, "grpc_status_code", None)
+    return int(grpc_code.value[0]) if grpc_code is not None else 2  # UNKNOWN
+
+
+def _page(items: list[Any], size: int, token: str) -> tuple[list[Any], str]:
+    start = int(token) if token.isdigit() else 0
+    size = size or 1000
+    end = start + size
+    return items[start:end], (str(end) if end < len(items) else "")
+
+
+def _overlay(template: tasks_v2.Queue, queue: tasks_v2.Queue) -> tasks_v2.Queue:
+    """`queue` with the template's retry and rate settings where `queue` leaves them unset."""
+    merged = tasks_v2.Queue(queue)
+    for section in ("retry_config", "rate_limits"):
+        source, target = getattr(template, section), getattr(merged, section)
+        for name in type(source).meta.fields:
+            if name in source and not (name in target and getattr(target, name)):
+                setattr(target, name, getattr(source, name))
+    return merged
+
+
+def _copy_path(source: Any, target: Any, path: str) -> None:
+    """Copy one field-mask path (`rate_limits` or `retry_config.max_attempts`)."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        source, target = getattr(source, part), getattr(target, part)
+    setattr(target, leaf, getattr(source, leaf))

@@ -1,0 +1,75 @@
+"""OIDC ID tokens shaped like Google's, signed with a key the fake service owns.
+
+Workers verify them with google-auth against the certificates this key publishes, through a
+seam made for it (the real check, another trust root), never by switching verification off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.auth import crypt, jwt
+
+__all__ = ["GOOGLE_ISSUER", "TokenIssuer"]
+
+GOOGLE_ISSUER = "https://accounts.google.com"
+TOKEN_LIFETIME = timedelta(hours=1)
+
+
+class TokenIssuer:
+    """An RS256 key pair that mints ID tokens and serves its public certificate."""
+
+    def __init__(self) -> None:
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key_id = secrets.token_hex(20)
+        pem = self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        self._signer = crypt.RSASigner.from_string(pem, key_id=self.key_id)
+
+    def id_token(self, *, email: str, audience: str, now: datetime) -> str:
+        """A token with Google's claim shape for `email`, valid for one hour from `now`."""
+        issued = int(now.timestamp())
+        payload: dict[str, Any] = {
+            "iss": GOOGLE_ISSUER,
+            "aud": audience,
+            "azp": email,
+            "sub": str(int(hashlib.sha256(email.encode()).hexdigest()[:16], 16)),
+            "email": email,
+            "email_verified": True,
+            "iat": issued,
+            "exp": issued + int(TOKEN_LIFETIME.total_seconds()),
+        }
+        token: bytes = jwt.encode(self._signer, payload)
+        return token.decode()
+
+    def certificates(self) -> dict[str, str]:
+        """`{key_id: PEM certificate}`, the format of Google's oauth2/v1/certs endpoint."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fastapi-cloud-tasks fake")])
+        start = datetime(2000, 1, 1)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
+            .serial_number(1)
+            .not_valid_before(start)
+            .not_valid_after(start + timedelta(days=365 * 100))
+            .sign(self._key, hashes.SHA256())
+        )
+        return {self.key_id: cert.public_bytes(serialization.Encoding.PEM).decode()}
+
+    def certificates_json(self) -> bytes:
+        return json.dumps(self.certificates()).encode()

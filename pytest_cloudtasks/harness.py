@@ -1,0 +1,225 @@
+"""One test's fake Google Cloud: engine, clock and in-process deliveries, shared by the
+`cloudtasks_queue` and `cloudtasks_scheduler` fixtures."""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+from google.cloud import tasks_v2
+
+from fastapi_cloud_tasks.clients import ClientOverride, override_clients
+from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch, Outcome
+from fastapi_cloud_tasks.engine.transports import tasks_async_client, tasks_client
+from pytest_cloudtasks.captured import CapturedTask
+from pytest_cloudtasks.clock import HarnessClock
+from pytest_cloudtasks.delivery import AppRouter, Portal, deliver
+
+__all__ = ["Attempt", "Harness", "HarnessConfig", "TaskFailed"]
+
+
+class TaskFailed(AssertionError):
+    """Raised by a drain when a task fails for good (its retries are used up), when the app
+    rejects a task's payload (422), or on the first exception with `fail_fast`."""
+
+    def __init__(self, message: str, attempt: Attempt) -> None:
+        super().__init__(message)
+        self.attempt = attempt
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery of a task (or scheduled job run) into the app."""
+
+    task: Any  # CapturedTask, or CapturedJob for scheduler runs
+    status_code: int
+    response: httpx.Response | None
+    request_headers: httpx.Headers
+    dispatch_time: datetime
+    exception: BaseException | None
+    outcome: Outcome
+
+    @property
+    def retry_count(self) -> int:
+        return int(self.request_headers.get("X-CloudTasks-TaskRetryCount", "0"))
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def __repr__(self) -> str:
+        return (f"<Attempt {self.task.describe()} -> {self.status_code} at "
+                f"{self.dispatch_time.isoformat()} ({self.outcome.value})>")
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    start: datetime | None = None
+    queue_defaults: tasks_v2.Queue | None = None
+    strict: bool = False  # NotFound for queues nobody created, as in production
+    fail_fast: bool = False
+    max_deliveries: int = 1000
+    clock_backend: str = "freezegun"
+
+
+class Source(Protocol):
+    """Something with work due at times: the Cloud Tasks engine, the scheduler engine."""
+
+    def next_due_time(self) -> datetime | None: ...
+    def take_due(self) -> Any: ...
+    def finish(self, dispatch: Any, status: int | None,
+               retry_after: timedelta | None = None) -> Outcome: ...
+
+
+@dataclass
+class _Registered:
+    source: Source
+    capture: Callable[[Any], Any]
+
+
+class Harness:
+    def __init__(self, app: Any, config: HarnessConfig) -> None:
+        self.config = config
+        self.clock = HarnessClock(config.start, config.clock_backend)
+        self.engine = CloudTasksEngine(
+            self.clock,
+            auto_create_queues=not config.strict,
+            queue_template=config.queue_defaults,
+            keep_history=True,
+        )
+        self.router = AppRouter(app)
+        self.portal = Portal()
+        self.attempts: list[Attempt] = []
+        self._sources: list[_Registered] = []
+        self.add_source(self.engine, lambda d: CapturedTask(d.record))
+        self.tasks_client = tasks_client(self.engine)
+        self.override = ClientOverride(tasks=self.tasks_client,
+                                       tasks_async=tasks_async_client(self.engine))
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(override_clients(self.override))
+
+    def add_source(self, source: Source, capture: Callable[[Any], Any]) -> None:
+        self._sources.append(_Registered(source, capture))
+
+    def set_override(self, **clients: Any) -> None:
+        """Add clients (the scheduler's) to the override every builder sends through."""
+        self._stack.close()
+        self.override = ClientOverride(**{**self.override.__dict__, **clients})
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(override_clients(self.override))
+
+    def close(self) -> None:
+        self._stack.close()
+        self.portal.close()
+        self.clock.stop()
+
+    # -- the drain loop ------------------------------------------------------------------
+
+    async def arun(self, until: datetime | None, *, forced_only: bool = False) -> list[Attempt]:
+        """Deliver, in time order, everything due up to `until` (None: until nothing is
+        due), moving the clock to each dispatch time; then move the clock to `until`."""
+        __tracebackhide__ = True
+        done: list[Attempt] = []
+        while True:
+            next_up = self._next(until, forced_only)
+            if next_up is None:
+                break
+            if len(done) >= self.config.max_deliveries:
+                raise RuntimeError(
+                    f"stopped after {len(done)} deliveries: a task keeps enqueueing itself "
+                    "(or failing)? Raise the limit with @pytest.mark.cloudtasks("
+                    "max_deliveries=...) if this is expected."
+                )
+            when, registered = next_up
+            self.clock.move_to(when)
+            dispatch = registered.source.take_due()
+            if dispatch is None:  # rate limits: the next token is a moment later
+                self.clock.move_to(when + timedelta(microseconds=1))
+                continue
+            attempt = await self._deliver(registered, dispatch)
+            done.append(attempt)
+            self._check(attempt)
+        if until is not None:
+            self.clock.move_to(until)
+        return done
+
+    def _next(self, until: datetime | None, forced_only: bool) -> tuple[datetime, Any] | None:
+        best: tuple[datetime, _Registered] | None = None
+        for registered in self._sources:
+            due = registered.source.next_due_time()
+            if due is None or (until is not None and due > until):
+                continue
+            if forced_only and due > self.clock.now():
+                continue
+            if best is None or due < best[0]:
+                best = (due, registered)
+        return best
+
+    async def _deliver(self, registered: _Registered, dispatch: Dispatch) -> Attempt:
+        captured = registered.capture(dispatch)
+        app = self.router.app_for(dispatch.url)
+        result = await deliver(app, dispatch.method, dispatch.url, dispatch.headers,
+                               dispatch.body)
+        retry_after = _retry_after(result.response)
+        outcome = registered.source.finish(dispatch, result.status_code, retry_after)
+        attempt = Attempt(
+            task=captured,
+            status_code=result.status_code,
+            response=result.response,
+            request_headers=httpx.Headers(dispatch.headers),
+            dispatch_time=dispatch.dispatch_time,
+            exception=result.exception,
+            outcome=outcome,
+        )
+        self.attempts.append(attempt)
+        return attempt
+
+    def _check(self, attempt: Attempt) -> None:
+        __tracebackhide__ = True
+        what = attempt.task.describe()
+        if attempt.status_code == 422:
+            detail = attempt.response.text if attempt.response is not None else ""
+            raise TaskFailed(
+                f"{what} was rejected by the endpoint with 422: the payload does not match its "
+                f"schema. Cloud Tasks would retry it until its retries run out.\n{detail}",
+                attempt,
+            )
+        if attempt.outcome is Outcome.FAILED:
+            raise TaskFailed(
+                f"{what} failed for good after {attempt.retry_count + 1} attempt(s); last "
+                f"response: {_last_response(attempt)}",
+                attempt,
+            )
+        if self.config.fail_fast and attempt.exception is not None:
+            raise TaskFailed(
+                f"{what} raised (fail_fast is on): {_last_response(attempt)}", attempt
+            ) from attempt.exception
+
+    def run(self, until: datetime | None, *, forced_only: bool = False) -> list[Attempt]:
+        """`arun` for sync tests, on the helper thread's event loop."""
+        __tracebackhide__ = True
+        return list(self.portal.call(self._arun_kw, until, forced_only))
+
+    async def _arun_kw(self, until: datetime | None, forced_only: bool) -> list[Attempt]:
+        return await self.arun(until, forced_only=forced_only)
+
+
+def _retry_after(response: httpx.Response | None) -> timedelta | None:
+    value = response.headers.get("Retry-After") if response is not None else None
+    if value is not None and value.strip().isdigit():
+        return timedelta(seconds=int(value))
+    return None
+
+
+def _last_response(attempt: Attempt) -> str:
+    if attempt.exception is not None:
+        trace = "".join(traceback.format_exception(attempt.exception))
+        return f"500 from an exception in the app:\n{trace}"
+    text = attempt.response.text[:2000] if attempt.response is not None else ""
+    return f"{attempt.status_code} {text}"
+

@@ -1,0 +1,150 @@
+"""pytest plugin: fixtures `cloudtasks_app`, `cloudtasks_queue`, the `cloudtasks` marker and
+the ini options that set suite-wide defaults."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from google.cloud import tasks_v2
+
+from pytest_cloudtasks.clock import BACKENDS
+from pytest_cloudtasks.harness import Harness, HarnessConfig
+from pytest_cloudtasks.queue import CloudTasksQueue
+
+RETRY_KEYS = {"max_attempts": int, "min_backoff": float, "max_backoff": float,
+              "max_doublings": int, "max_retry_duration": float}
+RATE_KEYS = {"max_dispatches_per_second": float, "max_concurrent_dispatches": int}
+HARNESS_KEYS = {"strict": bool, "fail_fast": bool, "max_deliveries": int, "start": str}
+ALL_KEYS = {**RETRY_KEYS, **RATE_KEYS, **HARNESS_KEYS}
+MARKER_HELP = (
+    "cloudtasks(start=None, **settings): the virtual clock's start (aware datetime or ISO 8601) "
+    "and queue settings for this test: " + ", ".join(sorted(set(ALL_KEYS) - {"start"}))
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("cloudtasks_app", "ASGI app receiving task deliveries, as 'package.module:app'")
+    parser.addini(
+        "cloudtasks_config", "suite-wide @pytest.mark.cloudtasks defaults, one key=value a line",
+        type="linelist", default=[],
+    )
+    parser.addini("cloudtasks_clock", f"what freezes app time: one of {BACKENDS}",
+                  default="freezegun")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    app = config.getini("cloudtasks_app") or "(cloudtasks_app fixture)"
+    settings = " ".join(config.getini("cloudtasks_config")) or "Cloud Tasks defaults"
+    return f"cloudtasks: app={app}, queues={settings}, clock={config.getini('cloudtasks_clock')}"
+
+
+def _ini_settings(config: pytest.Config) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for line in config.getini("cloudtasks_config"):
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or key not in ALL_KEYS:
+            raise pytest.UsageError(
+                f"cloudtasks_config line {line!r}: expected key=value with a key among "
+                f"{', '.join(sorted(ALL_KEYS))}."
+            )
+        kind = ALL_KEYS[key]
+        text = value.strip()
+        settings[key] = text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+    return settings
+
+
+def _start(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise pytest.UsageError(
+            f"@pytest.mark.cloudtasks(start={value!r}): give a timezone-aware datetime or an "
+            "ISO 8601 string with an offset, e.g. '2026-03-08T06:30:00+00:00'."
+        )
+    return value.astimezone(timezone.utc)
+
+
+def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
+    """Marker keywords over ini defaults, checked."""
+    settings = _ini_settings(request.config)
+    marker = request.node.get_closest_marker("cloudtasks")
+    if marker is not None:
+        if marker.args:
+            raise pytest.UsageError("@pytest.mark.cloudtasks takes keyword arguments only.")
+        unknown = sorted(set(marker.kwargs) - set(ALL_KEYS))
+        if unknown:
+            raise pytest.UsageError(
+                f"@pytest.mark.cloudtasks got unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(ALL_KEYS))}."
+            )
+        settings.update(marker.kwargs)
+    queue = tasks_v2.Queue()
+    for key, kind in RETRY_KEYS.items():
+        if key in settings:
+            value = settings[key]
+            setattr(queue.retry_config, key,
+                    timedelta(seconds=value) if kind is float and not isinstance(
+                        value, timedelta) else value)
+    for key in RATE_KEYS:
+        if key in settings:
+            setattr(queue.rate_limits, key, settings[key])
+    start = settings.get("start")
+    return HarnessConfig(
+        start=_start(start) if start is not None else None,
+        queue_defaults=queue,
+        strict=bool(settings.get("strict", False)),
+        fail_fast=bool(settings.get("fail_fast", False)),
+        max_deliveries=int(settings.get("max_deliveries", 1000)),
+        clock_backend=request.config.getini("cloudtasks_clock"),
+    )
+
+
+@pytest.fixture
+def cloudtasks_app(request: pytest.FixtureRequest) -> Any:
+    """The ASGI app tasks are delivered to: the ini option `cloudtasks_app`, or override this
+    fixture in your conftest.py."""
+    path = request.config.getini("cloudtasks_app")
+    if not path:
+        raise pytest.UsageError(
+            "pytest-cloudtasks does not know which app to deliver tasks to. Set "
+            "`cloudtasks_app = \"package.module:app\"` in your pytest configuration, or define "
+            "a `cloudtasks_app` fixture returning the app in conftest.py."
+        )
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attribute or "app")
+    except (ImportError, AttributeError) as exc:
+        raise pytest.UsageError(
+            f"cloudtasks_app = {path!r} could not be loaded ({exc}); expected "
+            "'package.module:app'."
+        ) from None
+
+
+@pytest.fixture
+def cloudtasks_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """The engine, clock and deliveries behind `cloudtasks_queue` (one per test)."""
+    try:
+        config = harness_config(request)
+        harness = Harness(lambda: request.getfixturevalue("cloudtasks_app"), config)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def cloudtasks_queue(cloudtasks_harness: Harness) -> CloudTasksQueue:
+    """Every Cloud Task the app enqueues in this test, with a virtual clock to run them."""
+    return CloudTasksQueue(cloudtasks_harness)

@@ -1,0 +1,134 @@
+"""`cloudtasks_queue`: the test's view of Cloud Tasks — what was enqueued, and time to run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.cloud import tasks_v2
+
+from pytest_cloudtasks.captured import CapturedTask
+from pytest_cloudtasks.harness import Attempt, Harness
+
+__all__ = ["CloudTasksQueue"]
+
+
+def _delta(delta: timedelta | float | None, **units: float) -> timedelta:
+    if delta is None:
+        delta = timedelta(0)
+    elif not isinstance(delta, timedelta):
+        delta = timedelta(seconds=delta)
+    total = delta + timedelta(**units)
+    if total < timedelta(0):
+        raise ValueError(f"cannot move the clock backwards ({total!r})")
+    return total
+
+
+class CloudTasksQueue:
+    """Every Cloud Task the app enqueues during the test, and a virtual clock to run them."""
+
+    def __init__(self, harness: Harness) -> None:
+        self._harness = harness
+
+    # -- what is there ----------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[CapturedTask]:
+        """Pending tasks, in dispatch order."""
+        return [CapturedTask(record) for record in self._harness.engine.pending()]
+
+    def __len__(self) -> int:
+        return len(self._harness.engine.pending())
+
+    @property
+    def created(self) -> list[CapturedTask]:
+        """Every task created during the test, run or not, in creation order."""
+        return [CapturedTask(record) for record in self._harness.engine.history or ()]
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every delivery so far, tasks and scheduled jobs, in time order."""
+        return list(self._harness.attempts)
+
+    @property
+    def now(self) -> datetime:
+        return self._harness.clock.now()
+
+    @property
+    def client(self) -> tasks_v2.CloudTasksClient:
+        """A real `CloudTasksClient` backed by this test's engine."""
+        return self._harness.tasks_client
+
+    def route(self, base_url: str, app: Any) -> None:
+        """Deliver tasks whose URL starts with `base_url` to `app` instead of `cloudtasks_app`."""
+        self._harness.router.add(base_url, app)
+
+    # -- moving time -----------------------------------------------------------------------
+
+    def run_until_empty(self) -> list[Attempt]:
+        """Deliver every task (retries and tasks enqueued by tasks included), jumping the clock
+        to each next schedule time, until nothing is left that could run."""
+        __tracebackhide__ = True
+        return self._harness.run(None)
+
+    async def arun_until_empty(self) -> list[Attempt]:
+        """`run_until_empty` on the test's own event loop (async tests)."""
+        __tracebackhide__ = True
+        return await self._harness.arun(None)
+
+    def advance(self, delta: timedelta | float | None = None, **units: float) -> list[Attempt]:
+        """Move the clock by `delta` (or seconds=, minutes=, hours=, days=) and deliver, in time
+        order, everything due up to then."""
+        __tracebackhide__ = True
+        return self._harness.run(self.now + _delta(delta, **units))
+
+    async def aadvance(
+        self, delta: timedelta | float | None = None, **units: float
+    ) -> list[Attempt]:
+        """`advance` on the test's own event loop (async tests)."""
+        __tracebackhide__ = True
+        return await self._harness.arun(self.now + _delta(delta, **units))
+
+    def run_task(self, name: str) -> list[Attempt]:
+        """RunTask: deliver the task now, even if its queue is paused; `name` may be short."""
+        __tracebackhide__ = True
+        self.client.run_task(name=self._full_name(name))
+        return self._harness.run(self.now, forced_only=True)
+
+    def _full_name(self, name: str) -> str:
+        if "/" in name:
+            return name
+        for task in self.tasks:
+            if task.short_name == name:
+                return task.name
+        raise LookupError(f"no pending task named {name!r}; pending: {self.tasks!r}")
+
+    # -- assertions ------------------------------------------------------------------------
+
+    def assert_enqueued(self, endpoint: Callable[..., Any], **arguments: Any) -> CapturedTask:
+        """Assert `endpoint` was enqueued (at any time in this test) with these arguments
+        (a subset of its parameters); returns the matching task."""
+        __tracebackhide__ = True
+        for task in self.created:
+            if task.endpoint is not endpoint:
+                continue
+            try:
+                decoded = task.arguments
+            except ValueError:
+                continue
+            if all(decoded.get(k, _MISSING) == v for k, v in arguments.items()):
+                return task
+        wanted = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        listing = "\n".join(f"  {t.describe()} at {t.schedule_time.isoformat()}"
+                            for t in self.created) or "  (nothing)"
+        raise AssertionError(
+            f"{getattr(endpoint, '__qualname__', endpoint)}({wanted}) was not enqueued. "
+            f"Enqueued in this test:\n{listing}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<CloudTasksQueue {len(self)} pending at {self.now.isoformat()}>"
+
+
+_MISSING = object()
