@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,8 @@ JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 LOCATION_PATH = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+$")
 ATTEMPT_DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 DEFAULT_ATTEMPT_DEADLINE = timedelta(seconds=180)
+# Every scheduled endpoint built in this process, so a test harness can map a URL to its code.
+job_endpoints: weakref.WeakSet[ScheduledTask] = weakref.WeakSet()
 # The fields `.schedule()` owns; an update rewrites exactly these.
 MANAGED_FIELDS = ("http_target", "schedule", "time_zone", "description", "retry_config",
                   "attempt_deadline")
@@ -275,5 +278,6 @@ def ScheduledRouteBuilder(  # a class factory, named like the class it returns
                 task = ScheduledTask(self, settings)
                 endpoint._scheduled_task = task  # type: ignore[attr-defined]
                 endpoint.scheduler = task.scheduler  # type: ignore[attr-defined]
+                job_endpoints.add(task)
 
     return ScheduledRoute

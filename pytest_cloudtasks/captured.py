@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from google.cloud import tasks_v2
+from google.cloud import scheduler_v1, tasks_v2
 
 from fastapi_cloud_tasks.arguments import HttpCall
 from fastapi_cloud_tasks.delayed_route import DelayedTask, task_endpoints
+from fastapi_cloud_tasks.engine.cloud_scheduler import JobRecord
 from fastapi_cloud_tasks.engine.cloud_tasks import TaskRecord
+from fastapi_cloud_tasks.scheduled_route import job_endpoints
 
-__all__ = ["CapturedTask", "find_endpoint"]
+__all__ = ["CapturedJob", "CapturedTask", "find_endpoint"]
 
 
 def find_endpoint(
@@ -97,3 +99,56 @@ class CapturedTask:
 
     def __repr__(self) -> str:
         return f"<CapturedTask {self.short_name} {self.describe()} at {self.schedule_time}>"
+
+
+class CapturedJob:
+    """A Cloud Scheduler job as the service stores it (a snapshot taken when you read it)."""
+
+    def __init__(self, record: JobRecord) -> None:
+        job = record.job
+        target = job.http_target
+        self.record = record
+        self.name: str = job.name
+        self.schedule: str = job.schedule
+        self.time_zone: str = job.time_zone
+        self.url: str = target.uri
+        self.method: str = scheduler_v1.HttpMethod(target.http_method or 1).name
+        self.headers: dict[str, str] = dict(target.headers)
+        self.body: bytes = bytes(target.body)
+        self.state: str = scheduler_v1.Job.State(job.state).name
+        self.retry_config: scheduler_v1.RetryConfig = job.retry_config
+        self.attempt_deadline: timedelta = job.attempt_deadline
+        self.job: scheduler_v1.Job = scheduler_v1.Job(job)
+        self.next_run: datetime | None = record.next_run
+        found = find_endpoint(self.method, self.url, self.headers, self.body,
+                              list(job_endpoints))
+        self._side: Any = found[0] if found is not None else None
+        self._call = found[1] if found is not None else None
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rsplit("/", 1)[1]
+
+    @property
+    def endpoint(self) -> Callable[..., Any] | None:
+        return None if self._side is None else self._side.endpoint
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The endpoint's arguments decoded from the job's request, typed."""
+        if self._side is None or self._call is None:
+            raise LookupError(f"{self.url} is not the URL of a known scheduled endpoint")
+        values: dict[str, Any]
+        values, errors = self._side.signature.parse(self._call)
+        if errors:
+            raise ValueError(f"the endpoint would reject this job: {errors}")
+        return values
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def describe(self) -> str:
+        return f"job {self.short_name} ({self.schedule} {self.time_zone}) {self.method} {self.url}"
+
+    def __repr__(self) -> str:
+        return f"<CapturedJob {self.describe()} {self.state} next {self.next_run}>"

@@ -14,9 +14,16 @@ import httpx
 from google.cloud import tasks_v2
 
 from fastapi_cloud_tasks.clients import ClientOverride, override_clients
+from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
 from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch, Outcome
-from fastapi_cloud_tasks.engine.transports import tasks_async_client, tasks_client
-from pytest_cloudtasks.captured import CapturedTask
+from fastapi_cloud_tasks.engine.tokens import TokenIssuer
+from fastapi_cloud_tasks.engine.transports import (
+    scheduler_async_client,
+    scheduler_client,
+    tasks_async_client,
+    tasks_client,
+)
+from pytest_cloudtasks.captured import CapturedJob, CapturedTask
 from pytest_cloudtasks.clock import HarnessClock
 from pytest_cloudtasks.delivery import AppRouter, Portal, deliver
 
@@ -37,6 +44,7 @@ class Attempt:
     """One delivery of a task (or scheduled job run) into the app."""
 
     task: Any  # CapturedTask, or CapturedJob for scheduler runs
+    schedule_time: datetime  # the task's ETA, or the job occurrence this run belongs to
     status_code: int
     response: httpx.Response | None
     request_headers: httpx.Headers
@@ -86,30 +94,30 @@ class Harness:
     def __init__(self, app: Any, config: HarnessConfig) -> None:
         self.config = config
         self.clock = HarnessClock(config.start, config.clock_backend)
+        self.tokens = _LazyTokens()
         self.engine = CloudTasksEngine(
             self.clock,
             auto_create_queues=not config.strict,
             queue_template=config.queue_defaults,
             keep_history=True,
+            tokens=self.tokens,  # type: ignore[arg-type]
         )
+        self.scheduler = CloudSchedulerEngine(self.clock, tokens=self.tokens)  # type: ignore[arg-type]
         self.router = AppRouter(app)
         self.portal = Portal()
         self.attempts: list[Attempt] = []
-        self._sources: list[_Registered] = []
-        self.add_source(self.engine, lambda d: CapturedTask(d.record))
+        self._sources = [
+            _Registered(self.engine, lambda d: CapturedTask(d.record)),
+            _Registered(self.scheduler, lambda d: CapturedJob(d.record)),
+        ]
         self.tasks_client = tasks_client(self.engine)
-        self.override = ClientOverride(tasks=self.tasks_client,
-                                       tasks_async=tasks_async_client(self.engine))
-        self._stack = contextlib.ExitStack()
-        self._stack.enter_context(override_clients(self.override))
-
-    def add_source(self, source: Source, capture: Callable[[Any], Any]) -> None:
-        self._sources.append(_Registered(source, capture))
-
-    def set_override(self, **clients: Any) -> None:
-        """Add clients (the scheduler's) to the override every builder sends through."""
-        self._stack.close()
-        self.override = ClientOverride(**{**self.override.__dict__, **clients})
+        self.scheduler_client = scheduler_client(self.scheduler)
+        self.override = ClientOverride(
+            tasks=self.tasks_client,
+            tasks_async=tasks_async_client(self.engine),
+            scheduler=self.scheduler_client,
+            scheduler_async=scheduler_async_client(self.scheduler),
+        )
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(override_clients(self.override))
 
@@ -169,6 +177,7 @@ class Harness:
         outcome = registered.source.finish(dispatch, result.status_code, retry_after)
         attempt = Attempt(
             task=captured,
+            schedule_time=dispatch.schedule_time,
             status_code=result.status_code,
             response=result.response,
             request_headers=httpx.Headers(dispatch.headers),
@@ -207,6 +216,18 @@ class Harness:
 
     async def _arun_kw(self, until: datetime | None, forced_only: bool) -> list[Attempt]:
         return await self.arun(until, forced_only=forced_only)
+
+
+class _LazyTokens:
+    """A TokenIssuer made on first use: its RSA key costs ~50 ms, most tests need none."""
+
+    def __init__(self) -> None:
+        self._issuer: TokenIssuer | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._issuer is None:
+            self._issuer = TokenIssuer()
+        return getattr(self._issuer, name)
 
 
 def _retry_after(response: httpx.Response | None) -> timedelta | None:

@@ -14,6 +14,7 @@ from google.cloud import tasks_v2
 from pytest_cloudtasks.clock import BACKENDS
 from pytest_cloudtasks.harness import Harness, HarnessConfig
 from pytest_cloudtasks.queue import CloudTasksQueue
+from pytest_cloudtasks.scheduler import CloudTasksScheduler
 
 RETRY_KEYS = {"max_attempts": int, "min_backoff": float, "max_backoff": float,
               "max_doublings": int, "max_retry_duration": float}
@@ -148,3 +149,10 @@ def cloudtasks_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
 def cloudtasks_queue(cloudtasks_harness: Harness) -> CloudTasksQueue:
     """Every Cloud Task the app enqueues in this test, with a virtual clock to run them."""
     return CloudTasksQueue(cloudtasks_harness)
+
+
+@pytest.fixture
+def cloudtasks_scheduler(cloudtasks_harness: Harness) -> CloudTasksScheduler:
+    """Every Cloud Scheduler job the app creates in this test, on the same clock as the
+    tasks."""
+    return CloudTasksScheduler(cloudtasks_harness)

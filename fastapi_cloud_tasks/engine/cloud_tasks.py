@@ -24,6 +24,7 @@ from google.cloud import tasks_v2
 from google.rpc import status_pb2
 
 from fastapi_cloud_tasks.engine.clock import Clock
+from fastapi_cloud_tasks.engine.fields import copy_path, page
 from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
 from fastapi_cloud_tasks.engine.retry import backoff, retries_exhausted
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
@@ -194,8 +195,8 @@ class CloudTasksEngine:
         with self._lock:
             queues = [q.queue for name, q in sorted(self._queues.items())
                       if name.startswith(request.parent + "/queues/")]
-            page, token = _page(queues, request.page_size, request.page_token)
-            return tasks_v2.ListQueuesResponse(queues=page, next_page_token=token)
+            items, token = page(queues, request.page_size, request.page_token)
+            return tasks_v2.ListQueuesResponse(queues=items, next_page_token=token)
 
     def update_queue(self, request: tasks_v2.UpdateQueueRequest) -> tasks_v2.Queue:
         """UpdateQueue: changes the fields in the mask (all set fields without one), and
@@ -215,7 +216,7 @@ class CloudTasksEngine:
                 if f in request.queue
             ]
             for path in paths:
-                _copy_path(request.queue, merged, path)
+                copy_path(request.queue, merged, path)
             # Output-only and derived values are recomputed from the new settings.
             merged.rate_limits.max_burst_size = 0
             stored = complete_queue(merged, max_rate=self.max_rate)
@@ -335,8 +336,8 @@ class CloudTasksEngine:
         with self._lock:
             self._queue(request.parent, QUEUE_MISSING)
             tasks = [_view(r.task, request.response_view) for r in self.pending(request.parent)]
-            page, token = _page(tasks, request.page_size, request.page_token)
-            return tasks_v2.ListTasksResponse(tasks=page, next_page_token=token)
+            items, token = page(tasks, request.page_size, request.page_token)
+            return tasks_v2.ListTasksResponse(tasks=items, next_page_token=token)
 
     def delete_task(self, request: tasks_v2.DeleteTaskRequest) -> None:
         with self._lock:
@@ -575,13 +576,6 @@ def _grpc_code(status: int) -> int:
     return int(grpc_code.value[0]) if grpc_code is not None else 2  # UNKNOWN
 
 
-def _page(items: list[Any], size: int, token: str) -> tuple[list[Any], str]:
-    start = int(token) if token.isdigit() else 0
-    size = size or 1000
-    end = start + size
-    return items[start:end], (str(end) if end < len(items) else "")
-
-
 def _overlay(template: tasks_v2.Queue, queue: tasks_v2.Queue) -> tasks_v2.Queue:
     """`queue` with the template's retry and rate settings where `queue` leaves them unset."""
     merged = tasks_v2.Queue(queue)
@@ -591,11 +585,3 @@ def _overlay(template: tasks_v2.Queue, queue: tasks_v2.Queue) -> tasks_v2.Queue:
             if name in source and not (name in target and getattr(target, name)):
                 setattr(target, name, getattr(source, name))
     return merged
-
-
-def _copy_path(source: Any, target: Any, path: str) -> None:
-    """Copy one field-mask path (`rate_limits` or `retry_config.max_attempts`)."""
-    *parents, leaf = path.split(".")
-    for part in parents:
-        source, target = getattr(source, part), getattr(target, part)
-    setattr(target, leaf, getattr(source, leaf))

@@ -1,0 +1,321 @@
+"""The Cloud Scheduler model: HTTP-target jobs fired on their cron schedule, with retries.
+
+Occurrences come from cronsim in the job's time zone. Around DST changes we follow Debian
+cron, as cronsim does: a fixed-time job whose local time is skipped by a spring-forward runs
+once at the first instant after the gap; one whose local time repeats at a fall-back runs
+once, at the first of the two; jobs with `*` in the minute or hour field run by elapsed time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim
+from google.api_core import exceptions
+from google.cloud import scheduler_v1
+from google.rpc import status_pb2
+
+from fastapi_cloud_tasks.engine.clock import Clock
+from fastapi_cloud_tasks.engine.cloud_tasks import Outcome
+from fastapi_cloud_tasks.engine.fields import copy_path, page
+from fastapi_cloud_tasks.engine.retry import backoff
+from fastapi_cloud_tasks.engine.tokens import TokenIssuer
+from fastapi_cloud_tasks.exceptions import InvalidScheduleError
+from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone
+
+__all__ = ["CloudSchedulerEngine", "JobDispatch", "JobRecord"]
+
+LOCATION = re.compile(r"^projects/[^/]+/locations/[^/]+$")
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
+DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
+DEFAULT_DEADLINE = timedelta(seconds=180)
+BAD_SCHEDULE = "Schedule or time zone is invalid."
+NOT_FOUND = "Job not found."
+State = scheduler_v1.Job.State
+
+
+@dataclass(eq=False)
+class JobRecord:
+    job: scheduler_v1.Job
+    zone: ZoneInfo
+    next_run: datetime | None  # the next occurrence (UTC); None while paused
+    seq: int
+    run_schedule_time: datetime | None = None  # the occurrence the current run belongs to
+    attempt_count: int = 0  # attempts in the current run
+    retry_at: datetime | None = None
+    forced: bool = False
+    in_flight: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(self.job.name)
+
+    def due_time(self) -> datetime | None:
+        if self.in_flight:
+            return None
+        if self.retry_at is not None:
+            return self.retry_at
+        return self.next_run
+
+
+@dataclass(frozen=True)
+class JobDispatch:
+    """One attempt of a job run: the HTTP request exactly as Cloud Scheduler makes it."""
+
+    record: JobRecord
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    deadline: timedelta
+    schedule_time: datetime  # the occurrence, the same on every retry of it
+    dispatch_time: datetime
+
+
+class CloudSchedulerEngine:
+    """In-memory Cloud Scheduler. Thread-safe; time comes from `clock`."""
+
+    def __init__(self, clock: Clock, *, tokens: TokenIssuer | None = None) -> None:
+        self.clock = clock
+        self._tokens = tokens
+        self._jobs: dict[str, JobRecord] = {}
+        self._seq = itertools.count()
+        self._lock = threading.RLock()
+
+    @property
+    def tokens(self) -> TokenIssuer:
+        if self._tokens is None:
+            self._tokens = TokenIssuer()
+        return self._tokens
+
+    # -- RPCs ----------------------------------------------------------------------------
+
+    def create_job(self, request: scheduler_v1.CreateJobRequest) -> scheduler_v1.Job:
+        with self._lock:
+            if not LOCATION.match(request.parent):
+                raise exceptions.InvalidArgument(f"Invalid parent {request.parent!r}.")
+            job = scheduler_v1.Job(request.job)
+            parent, _, job_id = job.name.rpartition("/jobs/")
+            if parent != request.parent or not JOB_ID.match(job_id):
+                raise exceptions.InvalidArgument(
+                    f"Job name {job.name!r} must be {request.parent}/jobs/JOB_ID, the id made "
+                    "of letters, numbers, hyphens or underscores (at most 500)."
+                )
+            if job.name in self._jobs:
+                raise exceptions.AlreadyExists("Job already exists.")
+            zone = _complete(job)
+            job.state = State.ENABLED  # type: ignore[assignment]
+            job.user_update_time = self.clock.now()
+            record = JobRecord(job, zone, None, next(self._seq))
+            self._schedule_next(record, self.clock.now())
+            self._jobs[job.name] = record
+            return self._view(record)
+
+    def get_job(self, request: scheduler_v1.GetJobRequest) -> scheduler_v1.Job:
+        with self._lock:
+            return self._view(self._job(request.name))
+
+    def list_jobs(self, request: scheduler_v1.ListJobsRequest) -> scheduler_v1.ListJobsResponse:
+        with self._lock:
+            jobs = [self._view(r) for name, r in sorted(self._jobs.items())
+                    if name.startswith(request.parent + "/jobs/")]
+            items, token = page(jobs, request.page_size, request.page_token)
+            return scheduler_v1.ListJobsResponse(jobs=items, next_page_token=token)
+
+    def update_job(self, request: scheduler_v1.UpdateJobRequest) -> scheduler_v1.Job:
+        """UpdateJob: never creates; changes the fields in the mask (snake_case), or every
+        field the request sets; keeps the state."""
+        with self._lock:
+            record = self._job(request.job.name)
+            job = scheduler_v1.Job(record.job)
+            paths = list(request.update_mask.paths) or [
+                name for name in type(request.job).meta.fields
+                if name in request.job and name not in ("name", "state")
+            ]
+            for path in paths:
+                if path.split(".")[0] not in type(job).meta.fields:
+                    raise exceptions.InvalidArgument(f"Unknown field in update_mask: {path!r}.")
+                copy_path(request.job, job, path)
+            job.state = record.job.state
+            record.zone = _complete(job)
+            job.user_update_time = self.clock.now()
+            record.job = job
+            record.retry_at = None
+            if job.state == State.ENABLED:
+                self._schedule_next(record, self.clock.now())
+            return self._view(record)
+
+    def delete_job(self, request: scheduler_v1.DeleteJobRequest) -> None:
+        with self._lock:
+            self._job(request.name)
+            del self._jobs[request.name]
+
+    def pause_job(self, request: scheduler_v1.PauseJobRequest) -> scheduler_v1.Job:
+        with self._lock:
+            record = self._job(request.name)
+            if record.job.state != State.ENABLED:
+                raise exceptions.FailedPrecondition("Only an ENABLED job can be paused.")
+            record.job.state = State.PAUSED  # type: ignore[assignment]
+            record.next_run = record.retry_at = None
+            return self._view(record)
+
+    def resume_job(self, request: scheduler_v1.ResumeJobRequest) -> scheduler_v1.Job:
+        with self._lock:
+            record = self._job(request.name)
+            if record.job.state != State.PAUSED:
+                raise exceptions.FailedPrecondition("Only a PAUSED job can be resumed.")
+            record.job.state = State.ENABLED  # type: ignore[assignment]
+            self._schedule_next(record, self.clock.now())
+            return self._view(record)
+
+    def run_job(self, request: scheduler_v1.RunJobRequest) -> scheduler_v1.Job:
+        """RunJob: a run now, even while paused or while a run is in flight."""
+        with self._lock:
+            record = self._job(request.name)
+            record.forced = True
+            return self._view(record)
+
+    def _job(self, name: str) -> JobRecord:
+        record = self._jobs.get(name)
+        if record is None:
+            raise exceptions.NotFound(NOT_FOUND)
+        return record
+
+    def _view(self, record: JobRecord) -> scheduler_v1.Job:
+        job = scheduler_v1.Job(record.job)
+        if record.next_run is not None:
+            job.schedule_time = record.next_run
+        return job
+
+    def _schedule_next(self, record: JobRecord, after: datetime) -> None:
+        """The first occurrence strictly after `after`, without walking minute by minute."""
+        local = after.astimezone(record.zone)
+        record.next_run = next(CronSim(record.job.schedule, local)).astimezone(timezone.utc)
+
+    # -- dispatching (the driver's side) -------------------------------------------------
+
+    def jobs(self) -> list[JobRecord]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda r: r.seq)
+
+    def next_due_time(self) -> datetime | None:
+        with self._lock:
+            now = self.clock.now()
+            times = [now if r.forced else r.due_time() for r in self._jobs.values()]
+            return min((t for t in times if t is not None), default=None)
+
+    def take_due(self) -> JobDispatch | None:
+        with self._lock:
+            now = self.clock.now()
+            due = [(now if r.forced else r.due_time(), r.seq, r) for r in self._jobs.values()]
+            ready = [(t, seq, r) for t, seq, r in due if t is not None and t <= now]
+            if not ready:
+                return None
+            when, _, record = min(ready, key=lambda item: (item[0], item[1]))
+            if record.forced:
+                record.forced = False
+                record.run_schedule_time, record.attempt_count = now, 0
+                record.retry_at = None
+            elif record.retry_at is None:  # a new occurrence
+                record.run_schedule_time, record.attempt_count = when, 0
+                self._schedule_next(record, when)
+            record.retry_at = None
+            record.in_flight = True
+            return self._dispatch(record, now)
+
+    def _dispatch(self, record: JobRecord, now: datetime) -> JobDispatch:
+        target = record.job.http_target
+        assert record.run_schedule_time is not None
+        occurrence = record.run_schedule_time.astimezone(record.zone)
+        headers = {k: v for k, v in target.headers.items()
+                   if k.lower() not in ("user-agent", "host", "content-length")}
+        headers.update({
+            "User-Agent": "Google-Cloud-Scheduler",
+            "X-CloudScheduler": "true",
+            "X-CloudScheduler-JobName": record.name.rsplit("/", 1)[1],
+            "X-CloudScheduler-ScheduleTime": occurrence.isoformat(),
+        })
+        if target.body and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/octet-stream"
+        if "oidc_token" in target:
+            audience = target.oidc_token.audience or target.uri
+            token = self.tokens.id_token(
+                email=target.oidc_token.service_account_email, audience=audience, now=now
+            )
+            headers["Authorization"] = f"Bearer {token}"
+        method = scheduler_v1.HttpMethod(target.http_method or 1).name
+        return JobDispatch(record, method, str(target.uri), headers, bytes(target.body),
+                           record.job.attempt_deadline, record.run_schedule_time, now)
+
+    def finish(
+        self, dispatch: JobDispatch, status: int | None, retry_after: timedelta | None = None
+    ) -> Outcome:
+        """Record an attempt's result (None: no response before the attempt deadline)."""
+        with self._lock:
+            now = self.clock.now()
+            record = dispatch.record
+            record.in_flight = False
+            record.attempt_count += 1
+            job = record.job
+            job.last_attempt_time = dispatch.dispatch_time
+            ok = status is not None and 200 <= status < 300
+            job.status = status_pb2.Status(code=0 if ok else 2,
+                                           message="" if ok else f"HTTP {status or 504}")
+            if ok or record.name not in self._jobs:
+                return Outcome.SUCCEEDED if ok else Outcome.FAILED
+            config = job.retry_config
+            retry_at = now + backoff(record.attempt_count, config.min_backoff_duration,
+                                     config.max_backoff_duration, config.max_doublings)
+            out_of_time = config.max_retry_duration > timedelta(0) and (
+                retry_at - dispatch.schedule_time > config.max_retry_duration
+            )
+            if (
+                record.attempt_count > config.retry_count
+                or out_of_time
+                or (record.next_run is not None and retry_at >= record.next_run)
+                or job.state != State.ENABLED
+            ):
+                return Outcome.FAILED  # the schedule goes on: the next occurrence still runs
+            record.retry_at = retry_at
+            return Outcome.RETRYING
+
+
+def _complete(job: scheduler_v1.Job) -> ZoneInfo:
+    """Fill the service's defaults into `job` and check it; returns its time zone."""
+    try:
+        check_schedule(job.schedule)
+        zone = check_time_zone(job.time_zone or "UTC")
+    except InvalidScheduleError:
+        raise exceptions.InvalidArgument(BAD_SCHEDULE) from None
+    job.time_zone = job.time_zone or "UTC"
+    target = job.http_target
+    if "http_target" not in job:
+        raise exceptions.InvalidArgument("Only HTTP target jobs are supported here.")
+    if not target.uri.startswith(("http://", "https://")):
+        raise exceptions.InvalidArgument("HttpTarget.uri must start with 'http://' or 'https://'.")
+    if target.http_method == scheduler_v1.HttpMethod.HTTP_METHOD_UNSPECIFIED:
+        target.http_method = scheduler_v1.HttpMethod.POST  # type: ignore[assignment]
+    config = job.retry_config
+    defaults: dict[str, Any] = {"min_backoff_duration": timedelta(seconds=5),
+                                "max_backoff_duration": timedelta(hours=1),
+                                "max_doublings": 5}
+    for field, value in defaults.items():
+        if field not in config:
+            setattr(config, field, value)
+    if not 0 <= config.retry_count <= 5:
+        raise exceptions.InvalidArgument("RetryConfig.retry_count must be between 0 and 5.")
+    if config.min_backoff_duration > config.max_backoff_duration:
+        raise exceptions.InvalidArgument(
+            "RetryConfig.min_backoff_duration must not exceed max_backoff_duration."
+        )
+    if "attempt_deadline" not in job:
+        job.attempt_deadline = DEFAULT_DEADLINE
+    elif not DEADLINE_RANGE[0] <= job.attempt_deadline <= DEADLINE_RANGE[1]:
+        raise exceptions.InvalidArgument("attempt_deadline must be between 15s and 30m.")
+    return zone

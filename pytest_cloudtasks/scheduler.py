@@ -1,0 +1,68 @@
+"""`cloudtasks_scheduler`: Cloud Scheduler jobs fired on the same virtual clock as the tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from google.cloud import scheduler_v1
+
+from pytest_cloudtasks.captured import CapturedJob
+from pytest_cloudtasks.harness import Attempt, Harness
+from pytest_cloudtasks.queue import delta_of
+
+__all__ = ["CloudTasksScheduler"]
+
+
+class CloudTasksScheduler:
+    """Every Cloud Scheduler job the app creates in this test; time is shared with
+    `cloudtasks_queue`, so advancing either runs job occurrences and tasks in time order."""
+
+    def __init__(self, harness: Harness) -> None:
+        self._harness = harness
+
+    @property
+    def jobs(self) -> dict[str, CapturedJob]:
+        """Jobs by short id."""
+        captured = (CapturedJob(r) for r in self._harness.scheduler.jobs())
+        return {job.short_name: job for job in captured}
+
+    @property
+    def client(self) -> scheduler_v1.CloudSchedulerClient:
+        """A real `CloudSchedulerClient` backed by this test's engine."""
+        return self._harness.scheduler_client
+
+    @property
+    def now(self) -> datetime:
+        return self._harness.clock.now()
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every job run attempt so far."""
+        return [a for a in self._harness.attempts if isinstance(a.task, CapturedJob)]
+
+    def advance(self, delta: timedelta | float | None = None, **units: float) -> list[Attempt]:
+        """Move the clock and deliver, in time order, every job run and task attempt due."""
+        __tracebackhide__ = True
+        return self._harness.run(self.now + delta_of(delta, **units))
+
+    async def aadvance(
+        self, delta: timedelta | float | None = None, **units: float
+    ) -> list[Attempt]:
+        __tracebackhide__ = True
+        return await self._harness.arun(self.now + delta_of(delta, **units))
+
+    def run_job(self, job_id: str) -> list[Attempt]:
+        """RunJob: run the job now (even while paused) and deliver that run."""
+        __tracebackhide__ = True
+        name = job_id if "/" in job_id else self._full_name(job_id)
+        self.client.run_job(name=name)
+        return self._harness.run(self.now, forced_only=True)
+
+    def _full_name(self, job_id: str) -> str:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise LookupError(f"no job {job_id!r}; jobs: {sorted(self.jobs)}")
+        return job.name
+
+    def __repr__(self) -> str:
+        return f"<CloudTasksScheduler {len(self.jobs)} jobs at {self.now.isoformat()}>"
