@@ -1,0 +1,163 @@
+"""Every feature in one app: plain, delayed and deduplicated tasks, retries, an
+OIDC-authenticated worker and a scheduled job.
+
+Run it against the emulator or Google Cloud (see the README); `python -m examples.demo` runs
+the whole flow in-process on a virtual clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
+from google.api_core.exceptions import AlreadyExists
+from google.cloud import scheduler_v1, tasks_v2
+from pydantic import BaseModel
+
+from fastapi_cloud_tasks import (
+    CloudSchedulerHeaders,
+    CloudTasksHeaders,
+    DelayedRouteBuilder,
+    ScheduledRouteBuilder,
+    emulator_client,
+    emulator_scheduler_client,
+    location_path,
+    max_retries,
+    oidc_delayed_hook,
+    queue_path,
+    task_default_options,
+)
+
+logger = logging.getLogger("examples.full")
+
+PROJECT = os.environ.get("GCP_PROJECT", "gcp-project-id")
+LOCATION = os.environ.get("GCP_LOCATION", "asia-south1")
+WORKER_URL = os.environ.get("WORKER_URL", "http://localhost:8000")
+EMULATOR = os.environ.get("CLOUD_TASKS_EMULATOR")  # e.g. "localhost:8123"
+SERVICE_ACCOUNT = f"fastapi-cloud-tasks@{PROJECT}.iam.gserviceaccount.com"
+
+DelayedRoute = DelayedRouteBuilder(
+    client=emulator_client(EMULATOR) if EMULATOR else None,
+    base_url=WORKER_URL,
+    queue_path=queue_path(PROJECT, LOCATION, "test-queue"),
+)
+# Tasks for a worker that checks Google-signed ID tokens (Cloud Run with IAM, or your own).
+AuthenticatedRoute = DelayedRouteBuilder(
+    client=emulator_client(EMULATOR) if EMULATOR else None,
+    base_url=WORKER_URL,
+    queue_path=queue_path(PROJECT, LOCATION, "secure-queue"),
+    pre_create_hook=oidc_delayed_hook(
+        tasks_v2.OidcToken(service_account_email=SERVICE_ACCOUNT, audience=WORKER_URL)
+    ),
+)
+ScheduledRoute = ScheduledRouteBuilder(
+    client=emulator_scheduler_client(EMULATOR) if EMULATOR else None,
+    base_url=WORKER_URL,
+    location_path=location_path(PROJECT, LOCATION),
+)
+
+tasks = APIRouter(route_class=DelayedRoute, prefix="/tasks")
+secure_tasks = APIRouter(route_class=AuthenticatedRoute, prefix="/secure")
+scheduled = APIRouter(route_class=ScheduledRoute, prefix="/scheduled")
+
+
+class Payload(BaseModel):
+    message: str
+
+
+class Recipe(BaseModel):
+    ingredients: list[str]
+
+
+@tasks.post("/hello")
+async def hello(p: Payload, ct: Annotated[CloudTasksHeaders, Depends()]) -> None:
+    logger.warning("hello ran: %r (task %s, attempt %d)", p.message, ct.task_name,
+                   ct.retry_count + 1)
+
+
+@tasks.post("/{restaurant}/make_dinner")
+@task_default_options(countdown=1800)  # dinner is always cooked 30 minutes later
+async def make_dinner(restaurant: str, recipe: Recipe) -> None:
+    logger.warning("make_dinner ran at %s with %s", restaurant, ", ".join(recipe.ingredients))
+
+
+@tasks.post("/fail_twice", dependencies=[Depends(max_retries(5))])
+async def fail_twice(ct: Annotated[CloudTasksHeaders, Depends()]) -> None:
+    if ct.retry_count < 2:
+        logger.warning("fail_twice failing on attempt %d", ct.retry_count + 1)
+        raise HTTPException(status_code=503, detail="not yet")
+    logger.warning("fail_twice succeeded on attempt %d (previous response %s)",
+                   ct.retry_count + 1, ct.previous_response)
+
+
+@secure_tasks.post("/audit")
+async def audit(event: str, authorization: Annotated[str, Header()] = "") -> None:
+    scheme, _, token = authorization.partition(" ")
+    if scheme != "Bearer" or token.count(".") != 2:
+        raise HTTPException(status_code=401, detail="missing ID token")
+    logger.warning("audit ran for %r with a %d-byte ID token", event, len(token))
+
+
+@scheduled.post("/home_cook")
+async def home_cook(recipe: Recipe, job: Annotated[CloudSchedulerHeaders, Depends()]) -> None:
+    logger.warning("home_cook (%s) ran for the %s occurrence: %s", job.job_name,
+                   job.schedule_time.isoformat() if job.schedule_time else "manual",
+                   ", ".join(recipe.ingredients))
+
+
+breakfast = home_cook.scheduler(
+    name="test-home-cook-at-7AM-IST", schedule="0 7 * * *", time_zone="Asia/Kolkata",
+    retry_config=scheduler_v1.RetryConfig(retry_count=2),
+)
+
+app = FastAPI(title="fastapi-cloud-tasks full example")
+
+
+@app.post("/trigger/hello")
+async def trigger_hello(message: str = "Triggered task") -> dict[str, str]:
+    task = await hello.adelay(p=Payload(message=message))
+    return {"task": task.name}
+
+
+@app.post("/trigger/dinner")
+async def trigger_dinner() -> dict[str, str]:
+    recipe = Recipe(ingredients=["Pav", "Bhaji"])
+    task = await make_dinner.adelay(restaurant="Taj", recipe=recipe)
+    return {"task": task.name}
+
+
+@app.post("/trigger/order/{order_id}")
+async def trigger_order(order_id: str) -> dict[str, str]:
+    """Deduplicated: one task per order id, however often this is called."""
+    try:
+        task = await hello.options(task_id=f"order-{order_id}").adelay(
+            p=Payload(message=f"order {order_id}")
+        )
+    except AlreadyExists:
+        raise HTTPException(status_code=409, detail=f"order {order_id} is already queued")
+    return {"task": task.name}
+
+
+@app.post("/trigger/flaky")
+async def trigger_flaky() -> dict[str, str]:
+    task = await fail_twice.adelay()
+    return {"task": task.name}
+
+
+@app.post("/trigger/audit")
+async def trigger_audit(event: str = "login") -> dict[str, str]:
+    task = await audit.adelay(event=event)
+    return {"task": task.name}
+
+
+@app.post("/schedule")
+def schedule_breakfast() -> dict[str, str]:
+    job = breakfast.schedule(recipe=Recipe(ingredients=["Milk", "Cereal"]))
+    return {"job": job.name}
+
+
+app.include_router(tasks)
+app.include_router(secure_tasks)
+app.include_router(scheduled)
