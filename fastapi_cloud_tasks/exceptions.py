@@ -56,7 +56,7 @@ class TaskArgumentsError(FastAPICloudTasksError, ValueError):
         lines = "\n".join(str(p) for p in self.problems)
         noun = "argument" if count == 1 else "arguments"
         super().__init__(
-            f"{count} invalid {noun} for task {endpoint}; nothing was sent:\n{lines}"
+            f"{count} invalid {noun} for {endpoint}; nothing was sent:\n{lines}"
         )
 
 

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.cloud import tasks_v2
 
@@ -24,8 +25,8 @@ __all__ = [
 
 DelayedHook = Callable[[tasks_v2.CreateTaskRequest], tasks_v2.CreateTaskRequest]
 
-TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
-QUEUE_PATH = re.compile(r"^projects/[^/]+/locations/[^/]+/queues/[A-Za-z0-9-]{1,100}$")
+TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
+QUEUE_PATH = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/queues/[A-Za-z0-9-]{1,100}")
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
 DISPATCH_DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 
@@ -36,6 +37,13 @@ def check_base_url(base_url: object) -> str:
         raise InvalidTaskOptionError(
             f"base_url={base_url!r} must be a string starting with 'http://' or 'https://' "
             "(Cloud Tasks and Cloud Scheduler call only HTTP(S) URLs)."
+        )
+    parts = urlsplit(base_url)
+    if not parts.netloc or "?" in base_url or "#" in base_url:
+        # The route's path is appended to base_url: a query or fragment would swallow it.
+        raise InvalidTaskOptionError(
+            f"base_url={base_url!r} must name a host and have no query string or fragment; "
+            "the endpoint's path is appended to it."
         )
     return base_url.rstrip("/")
 
@@ -58,11 +66,12 @@ def as_duration(
             ) from None
     else:
         raise InvalidTaskOptionError(
-            f"{name}={value!r} must be a datetime.timedelta or a number of seconds."
+            f"{name}={value!r} must be a datetime.timedelta, a protobuf Duration or a number "
+            "of seconds."
         )
     if allowed is not None and not allowed[0] <= duration <= allowed[1]:
         raise InvalidTaskOptionError(
-            f"{name}={value!r} is outside the range Google allows "
+            f"{name}={duration!r} is outside the range Google allows "
             f"({allowed[0].total_seconds():g} s to {allowed[1].total_seconds():g} s)."
         )
     return duration
@@ -160,7 +169,7 @@ def _check_schedule_time(name: str, value: Any) -> datetime:
 
 
 def _check_task_id(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not TASK_ID.match(value):
+    if not isinstance(value, str) or not TASK_ID.fullmatch(value):
         raise InvalidTaskOptionError(
             f"{name}={value!r} is not a valid Cloud Tasks task id: use 1 to 500 letters, digits, "
             "hyphens or underscores (hash longer keys, e.g. with hashlib.sha256)."
@@ -170,7 +179,7 @@ def _check_task_id(name: str, value: Any) -> str:
 
 def check_queue_path(value: Any, name: str = "queue_path") -> str:
     """Validate a full queue path."""
-    if not isinstance(value, str) or not QUEUE_PATH.match(value):
+    if not isinstance(value, str) or not QUEUE_PATH.fullmatch(value):
         raise InvalidTaskOptionError(
             f"{name}={value!r} is not a queue path; expected "
             "'projects/PROJECT/locations/LOCATION/queues/QUEUE' with a queue id of letters, "
