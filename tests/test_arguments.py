@@ -166,7 +166,7 @@ class TestRoundTrip:
                                                                   endpoints):
         values = dict(
             name="Pav Bhaji? #1 & 50% ünïcödé",
-            when=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            when=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone(timedelta(hours=5.5))),
             uid=UUID("00000000-0000-0000-0000-000000000001"),
             count=-7,
         )
@@ -228,7 +228,8 @@ class TestRoundTrip:
             endpoints["with_dependency"].delay(value=1)
 
     def test_put_with_path_and_body(self, app, tasks_service, endpoints):
-        got = round_trip(app, tasks_service, endpoints["put_item"], item="x y", point=Point(x=0, y=0))
+        got = round_trip(app, tasks_service, endpoints["put_item"], item="x y",
+                         point=Point(x=0, y=0))
         assert got == {"item": "x y", "point": Point(x=0, y=0)}
         assert tasks_service.last.http_request.http_method == 4  # PUT
 

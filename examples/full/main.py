@@ -136,7 +136,7 @@ async def trigger_order(order_id: str) -> dict[str, str]:
             p=Payload(message=f"order {order_id}")
         )
     except AlreadyExists:
-        raise HTTPException(status_code=409, detail=f"order {order_id} is already queued")
+        raise HTTPException(status_code=409, detail=f"order {order_id} is already queued") from None
     return {"task": task.name}
 
 

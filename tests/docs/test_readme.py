@@ -25,7 +25,11 @@ def test_readme_testing_examples_pass(pytester: pytest.Pytester) -> None:
     (pytester.path / "myapp" / "main.py").write_text(files.pop("myapp/main.py"))
     for name, code in files.items():
         (pytester.path / name).write_text(code)
-    pytester.makeini("[pytest]\ncloudtasks_app = myapp.main:app\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeini(
+        "[pytest]\n"
+        "cloudtasks_app = myapp.main:app\n"
+        "asyncio_default_fixture_loop_scope = function\n"
+    )
     pytester.syspathinsert()
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
