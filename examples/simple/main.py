@@ -32,8 +32,11 @@ class Payload(BaseModel):
     message: str
 
 
+DEFAULT_PAYLOAD = Payload(message="Default")
+
+
 @delayed_router.post("/hello")
-async def hello(p: Payload = Payload(message="Default")) -> None:
+async def hello(p: Payload = DEFAULT_PAYLOAD) -> None:
     logger.warning("Hello task ran with payload: %s", p.message)
 
 
