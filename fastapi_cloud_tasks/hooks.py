@@ -18,7 +18,9 @@ from fastapi_cloud_tasks.scheduled_route import ATTEMPT_DEADLINE_RANGE
 
 __all__ = [
     "DelayedHook",
+    "DelayedTaskHook",
     "ScheduledHook",
+    "ScheduledTaskHook",
     "chained_hook",
     "deadline_delayed_hook",
     "deadline_scheduled_hook",
@@ -33,6 +35,9 @@ __all__ = [
 Request = TypeVar("Request")
 DelayedHook = Callable[[tasks_v2.CreateTaskRequest], tasks_v2.CreateTaskRequest]
 ScheduledHook = Callable[[scheduler_v1.CreateJobRequest], scheduler_v1.CreateJobRequest]
+# The names the 0.1 releases used.
+DelayedTaskHook = DelayedHook
+ScheduledTaskHook = ScheduledHook
 
 
 def noop_hook(request: Request) -> Request:
