@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import httpx
 from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.auth import trust_certificates
 from fastapi_cloud_tasks.clients import ClientOverride, override_clients
 from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
 from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch, Outcome
@@ -120,6 +121,8 @@ class Harness:
         )
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(override_clients(self.override))
+        # Workers verifying ID tokens trust this test's signing key (and only it).
+        self._stack.enter_context(trust_certificates(lambda: self.tokens.certificates()))
 
     def close(self) -> None:
         self._stack.close()

@@ -35,6 +35,7 @@ class TokenIssuer:
             serialization.NoEncryption(),
         )
         self._signer = crypt.RSASigner.from_string(pem, key_id=self.key_id)
+        self._certificates: dict[str, str] | None = None
 
     def id_token(self, *, email: str, audience: str, now: datetime) -> str:
         """A token with Google's claim shape for `email`, valid for one hour from `now`."""
@@ -49,11 +50,20 @@ class TokenIssuer:
             "iat": issued,
             "exp": issued + int(TOKEN_LIFETIME.total_seconds()),
         }
+        return self.sign(payload)
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        """Any payload, signed RS256 with this key (tests craft bad tokens with it)."""
         token: bytes = jwt.encode(self._signer, payload)
         return token.decode()
 
     def certificates(self) -> dict[str, str]:
         """`{key_id: PEM certificate}`, the format of Google's oauth2/v1/certs endpoint."""
+        if self._certificates is None:
+            self._certificates = self._self_signed()
+        return dict(self._certificates)
+
+    def _self_signed(self) -> dict[str, str]:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
 
