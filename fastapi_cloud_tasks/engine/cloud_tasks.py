@@ -145,6 +145,8 @@ class CloudTasksEngine:
         self._deleted_queues: set[str] = set()
         self._tasks: dict[str, TaskRecord] = {}
         self._tombstones: dict[str, datetime] = {}
+        self._sweep_at = 1024  # tombstone count that triggers dropping the expired ones
+        self._forced: dict[str, TaskRecord] = {}  # RunTask requests not yet dispatched
         self._seq = itertools.count()
         self._random = random.Random()
         self._lock = threading.RLock()
@@ -233,6 +235,7 @@ class CloudTasksEngine:
             self._deleted_queues.add(request.name)
             for record in self._tasks_of(request.name):
                 del self._tasks[record.name]
+                self._forced.pop(record.name, None)
 
     def purge_queue(self, request: tasks_v2.PurgeQueueRequest) -> tasks_v2.Queue:
         with self._lock:
@@ -348,6 +351,7 @@ class CloudTasksEngine:
         with self._lock:
             record = self._task(request.name)
             record.forced = True
+            self._forced[record.name] = record
             task = _view(record.task, request.response_view)
         if self.on_run_task is not None:
             self.on_run_task(record)
@@ -361,8 +365,13 @@ class CloudTasksEngine:
 
     def _remove(self, record: TaskRecord) -> None:
         self._tasks.pop(record.name, None)
+        self._forced.pop(record.name, None)
         record.version += 1
-        self._tombstones[record.name] = self.clock.now() + self.name_reservation
+        now = self.clock.now()
+        self._tombstones[record.name] = now + self.name_reservation
+        if len(self._tombstones) >= self._sweep_at:  # names are reserved for a while, not forever
+            self._tombstones = {n: t for n, t in self._tombstones.items() if t > now}
+            self._sweep_at = max(1024, 2 * len(self._tombstones))
 
     def _push(self, queue: _Queue, record: TaskRecord) -> None:
         record.version += 1
@@ -381,7 +390,7 @@ class CloudTasksEngine:
         """When the next dispatch may happen (forced tasks: now); None if nothing can run."""
         with self._lock:
             now = self.clock.now()
-            if any(r.forced and not r.in_flight for r in self._tasks.values()):
+            if any(not r.in_flight for r in self._forced.values()):
                 return now
             times = []
             for queue in self._queues.values():
@@ -396,10 +405,11 @@ class CloudTasksEngine:
         """Start the next attempt that is due now, if any, and return what to send."""
         with self._lock:
             now = self.clock.now()
-            forced = [r for r in self._tasks.values() if r.forced and not r.in_flight]
+            forced = [r for r in self._forced.values() if not r.in_flight]
             if forced:
                 record = min(forced, key=lambda r: r.seq)
                 record.forced = False
+                del self._forced[record.name]
                 return self._start(record, self._queues[record.queue_name], now, forced=True)
             best: tuple[datetime, int, _Queue, TaskRecord] | None = None
             for queue in self._queues.values():

@@ -6,8 +6,8 @@ seam made for it (the real check, another trust root), never by switching verifi
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import json
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,5 +81,14 @@ class TokenIssuer:
         )
         return {self.key_id: cert.public_bytes(serialization.Encoding.PEM).decode()}
 
-    def certificates_json(self) -> bytes:
-        return json.dumps(self.certificates()).encode()
+    def jwks(self) -> dict[str, Any]:
+        """The public key as a JSON Web Key Set (the format of Google's oauth2/v3/certs)."""
+        numbers = self._key.public_key().public_numbers()
+        key = {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.key_id,
+               "n": _b64(numbers.n), "e": _b64(numbers.e)}
+        return {"keys": [key]}
+
+
+def _b64(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -1,0 +1,86 @@
+"""python -m fastapi_cloud_tasks.emulator [--host 127.0.0.1] [--port 8123] [--queue ...]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from datetime import timedelta
+
+from google.cloud import tasks_v2
+
+from fastapi_cloud_tasks.emulator.server import Emulator
+
+QUEUE_SETTINGS = {
+    "rate": ("rate_limits", "max_dispatches_per_second", float),
+    "concurrent": ("rate_limits", "max_concurrent_dispatches", int),
+    "max_attempts": ("retry_config", "max_attempts", int),
+    "min_backoff": ("retry_config", "min_backoff", float),
+    "max_backoff": ("retry_config", "max_backoff", float),
+    "max_doublings": ("retry_config", "max_doublings", int),
+    "max_retry_duration": ("retry_config", "max_retry_duration", float),
+}
+
+
+def parse_queue(text: str) -> tasks_v2.Queue:
+    """`projects/P/locations/L/queues/Q[,rate=10,max_attempts=5,min_backoff=1,...]`"""
+    name, *settings = text.split(",")
+    queue = tasks_v2.Queue(name=name)
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if key not in QUEUE_SETTINGS or not value:
+            raise argparse.ArgumentTypeError(
+                f"queue setting {setting!r}: use key=value with key one of "
+                f"{', '.join(QUEUE_SETTINGS)}"
+            )
+        section, field, kind = QUEUE_SETTINGS[key]
+        number = kind(value)
+        if field.endswith(("backoff", "duration")):
+            number = timedelta(seconds=number)
+        setattr(getattr(queue, section), field, number)
+    return queue
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastapi_cloud_tasks.emulator",
+        description="Local Cloud Tasks and Cloud Scheduler for Google's own clients (gRPC).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8123, help="gRPC port (0: any free port)")
+    parser.add_argument("--http-port", type=int, default=None,
+                        help="port for the token certificates (default: gRPC port + 1)")
+    parser.add_argument("--queue", action="append", type=parse_queue, default=[],
+                        metavar="PATH[,key=value...]",
+                        help="create a queue at start, e.g. projects/p/locations/l/queues/q,"
+                        "rate=10,max_attempts=5 (keys: " + ", ".join(QUEUE_SETTINGS) + ")")
+    parser.add_argument("--max-rate", type=float, default=500.0,
+                        help="highest max_dispatches_per_second accepted (Google: 500)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every delivery")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    args = parser.parse_args(argv)
+    level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    emulator = Emulator(args.host, args.port, http_port=args.http_port, queues=args.queue,
+                        max_rate=args.max_rate)
+    asyncio.run(_serve(emulator))
+    return 0
+
+
+async def _serve(emulator: Emulator) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await emulator.start()
+    print(f"READY {emulator.host}:{emulator.port} http={emulator.http_port}", flush=True)
+    await stop.wait()
+    await emulator.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Delivering due tasks and job runs over real HTTP, on the real clock, concurrently.
+
+Each engine says what is due and when (rate limits and `max_concurrent_dispatches` included);
+the dispatcher sleeps until then or until an RPC changes the picture, starts every due attempt
+as its own asyncio task (a slow worker never holds up the others) and reports each outcome
+back to its engine. `dispatch_deadline` is the request timeout; a timeout is a failed attempt
+the next try sees as `504`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import httpx
+
+__all__ = ["Dispatcher"]
+
+logger = logging.getLogger("fastapi_cloud_tasks.emulator")
+
+
+class Source(Protocol):
+    def next_due_time(self) -> datetime | None: ...
+    def take_due(self) -> Any: ...
+    def finish(self, dispatch: Any, status: int | None,
+               retry_after: timedelta | None = None) -> Any: ...
+
+
+class Dispatcher:
+    def __init__(self, sources: list[Source], http: httpx.AsyncClient) -> None:
+        self._sources = sources
+        self._http = http
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.delivered = 0
+
+    def wake(self) -> None:
+        """Something changed (a task created, a queue resumed...): look again."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            for source in self._sources:
+                while (dispatch := source.take_due()) is not None:
+                    task = asyncio.create_task(self._deliver(source, dispatch))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        due = [t for s in self._sources if (t := s.next_due_time()) is not None]
+        timeout = None
+        if due:
+            timeout = max(0.0, (min(due) - datetime.now(timezone.utc)).total_seconds())
+            timeout = min(timeout, 60.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _deliver(self, source: Source, dispatch: Any) -> None:
+        status: int | None = None
+        retry_after: timedelta | None = None
+        try:
+            response = await self._http.request(
+                dispatch.method, dispatch.url, headers=dispatch.headers,
+                content=dispatch.body or None, timeout=dispatch.deadline.total_seconds(),
+            )
+            status = response.status_code
+            value = response.headers.get("Retry-After", "")
+            if value.strip().isdigit():
+                retry_after = timedelta(seconds=int(value))
+        except httpx.TimeoutException:
+            logger.info("%s %s: no response within %s", dispatch.method, dispatch.url,
+                        dispatch.deadline)
+        except httpx.HTTPError as exc:
+            logger.info("%s %s: %s", dispatch.method, dispatch.url, exc)
+        outcome = source.finish(dispatch, status, retry_after)
+        self.delivered += 1
+        logger.info("%s %s -> %s (%s)", dispatch.method, dispatch.url,
+                    status if status is not None else "no response", outcome.value)
+        self.wake()
+
+    async def stop(self, grace: float) -> None:
+        """Stop starting attempts; give those in flight `grace` seconds to finish."""
+        self._stopping = True
+        self.wake()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=grace)
+        for task in list(self._inflight):
+            task.cancel()
