@@ -1,6 +1,11 @@
 """Strongly typed background tasks with FastAPI, Google Cloud Tasks and Cloud Scheduler."""
 
-from fastapi_cloud_tasks.auth import task_url_audience, trust_certificates, verify_cloud_tasks_token
+from fastapi_cloud_tasks.auth import (
+    GOOGLE_CERTS_URL,
+    task_url_audience,
+    trust_certificates,
+    verify_cloud_tasks_token,
+)
 from fastapi_cloud_tasks.clients import ClientOverride, override_clients
 from fastapi_cloud_tasks.decorators import task_default_options
 from fastapi_cloud_tasks.delayed_route import DelayedRouteBuilder, DelayedTask, TaskDelayer
@@ -65,6 +70,7 @@ __all__ = [
     "CloudTasksHeaders",
     "max_retries",
     # Verifying Google-signed ID tokens on the worker
+    "GOOGLE_CERTS_URL",
     "task_url_audience",
     "trust_certificates",
     "verify_cloud_tasks_token",

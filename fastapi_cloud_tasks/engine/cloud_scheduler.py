@@ -261,6 +261,9 @@ class CloudSchedulerEngine:
             now = self.clock.now()
             record = dispatch.record
             record.in_flight = False
+            if record.next_run is not None and record.next_run < now:
+                # Runs never overlap: occurrences that fell while this one ran are skipped.
+                self._schedule_next(record, now - timedelta(microseconds=1))
             record.attempt_count += 1
             job = record.job
             job.last_attempt_time = dispatch.dispatch_time
@@ -272,12 +275,13 @@ class CloudSchedulerEngine:
             config = job.retry_config
             retry_at = now + backoff(record.attempt_count, config.min_backoff_duration,
                                      config.max_backoff_duration, config.max_doublings)
-            out_of_time = config.max_retry_duration > timedelta(0) and (
+            # "If specified with retry_count, the job will be retried until both limits are
+            # reached" (RetryConfig.max_retry_duration; 0 = no duration limit).
+            out_of_time = config.max_retry_duration <= timedelta(0) or (
                 retry_at - dispatch.schedule_time > config.max_retry_duration
             )
             if (
-                record.attempt_count > config.retry_count
-                or out_of_time
+                (record.attempt_count > config.retry_count and out_of_time)
                 or (record.next_run is not None and retry_at >= record.next_run)
                 or job.state != State.ENABLED
             ):

@@ -7,10 +7,21 @@ import pytest
 from examples import demo
 
 
-def test_demo_runs_every_task_and_the_scheduled_job(
+def test_demo_on_the_emulator_runs_every_task_and_the_scheduled_job(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert demo.main([]) == 0
+
+    out = capsys.readouterr().out
+    assert "POST /trigger/order/42 -> 409" in out
+    assert "every task and the scheduled job ran on the emulator" in out
+    assert "emulator stopped after 8 deliveries" in out
+
+
+def test_demo_in_process_runs_every_task_and_the_scheduled_job(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert demo.main() == 0
+    assert demo.main(["--in-process"]) == 0
 
     out = capsys.readouterr().out
     assert "POST /trigger/order/42 -> 409" in out
