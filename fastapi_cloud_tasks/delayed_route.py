@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -22,6 +21,7 @@ from fastapi_cloud_tasks.options import (
     check_queue_path,
 )
 from fastapi_cloud_tasks.queues import ensure_queue, ensure_queue_async, ensured_queues
+from fastapi_cloud_tasks.registry import EndpointRegistry
 
 __all__ = ["DelayedRouteBuilder", "DelayedTask", "TaskDelayer", "build_task_request"]
 
@@ -30,7 +30,7 @@ MAX_TASK_BYTES = 1024 * 1024
 MAX_URL_LENGTH = 2083
 
 # Every task endpoint built in this process, so a test harness can map a URL back to its code.
-task_endpoints: weakref.WeakSet[DelayedTask] = weakref.WeakSet()
+task_endpoints: EndpointRegistry[DelayedTask] = EndpointRegistry()
 
 
 def supplied_by_cloud_tasks(header: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from fastapi_cloud_tasks import clients
 from fastapi_cloud_tasks.arguments import EndpointSignature
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError, InvalidTaskOptionError
 from fastapi_cloud_tasks.options import as_duration, check_base_url, positive_seconds
+from fastapi_cloud_tasks.registry import EndpointRegistry
 from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone
 
 __all__ = ["ScheduledJob", "ScheduledRouteBuilder", "ScheduledTask"]
@@ -28,7 +28,7 @@ LOCATION_PATH = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+$")
 ATTEMPT_DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 DEFAULT_ATTEMPT_DEADLINE = timedelta(seconds=180)
 # Every scheduled endpoint built in this process, so a test harness can map a URL to its code.
-job_endpoints: weakref.WeakSet[ScheduledTask] = weakref.WeakSet()
+job_endpoints: EndpointRegistry[ScheduledTask] = EndpointRegistry()
 # The fields `.schedule()` owns; an update rewrites exactly these.
 MANAGED_FIELDS = ("http_target", "schedule", "time_zone", "description", "retry_config",
                   "attempt_deadline")

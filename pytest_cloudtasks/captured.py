@@ -14,6 +14,7 @@ from fastapi_cloud_tasks.arguments import HttpCall
 from fastapi_cloud_tasks.delayed_route import DelayedTask, task_endpoints
 from fastapi_cloud_tasks.engine.cloud_scheduler import JobRecord
 from fastapi_cloud_tasks.engine.cloud_tasks import TaskRecord
+from fastapi_cloud_tasks.exceptions import FastAPICloudTasksError
 from fastapi_cloud_tasks.scheduled_route import job_endpoints
 
 __all__ = ["CapturedJob", "CapturedTask", "find_endpoint"]
@@ -26,7 +27,10 @@ def find_endpoint(
     request as an HttpCall relative to its base URL."""
     parts = urlsplit(url)
     for side in sides:
-        base = _base_url(side)
+        try:
+            base = _base_url(side)
+        except FastAPICloudTasksError:  # its options are invalid: it cannot have sent a task
+            continue
         if side.signature.method != method or not url.startswith(base):
             continue
         base_path = urlsplit(base).path.rstrip("/")
@@ -59,7 +63,7 @@ class CapturedTask:
         self.request: tasks_v2.CreateTaskRequest = record.request
         self.dispatch_count = record.dispatch_count
         found = find_endpoint(self.method, self.url, self.headers, self.body,
-                              list(task_endpoints))
+                              task_endpoints.newest_first())
         self._side: Any = found[0] if found is not None else None
         self._call: HttpCall | None = found[1] if found is not None else None
 
@@ -116,12 +120,12 @@ class CapturedJob:
         self.headers: dict[str, str] = dict(target.headers)
         self.body: bytes = bytes(target.body)
         self.state: str = scheduler_v1.Job.State(job.state).name
-        self.retry_config: scheduler_v1.RetryConfig = job.retry_config
+        self.retry_config = scheduler_v1.RetryConfig(job.retry_config)  # a copy, not a view
         self.attempt_deadline: timedelta = job.attempt_deadline
         self.job: scheduler_v1.Job = scheduler_v1.Job(job)
         self.next_run: datetime | None = record.next_run
         found = find_endpoint(self.method, self.url, self.headers, self.body,
-                              list(job_endpoints))
+                              job_endpoints.newest_first())
         self._side: Any = found[0] if found is not None else None
         self._call = found[1] if found is not None else None
 

@@ -51,11 +51,13 @@ class HarnessClock:
             from freezegun import freeze_time
 
             self._patcher = freeze_time(self._virtual, ignore=_IGNORE, real_asyncio=True)
+            self._traveller = self._patcher.start()
+            _stop_stack_inspection(self._patcher)
         else:
             import time_machine
 
             self._patcher = time_machine.travel(self._virtual, tick=False)
-        self._traveller = self._patcher.start()
+            self._traveller = self._patcher.start()
 
     def move_to(self, when: datetime) -> None:
         self.freeze()
@@ -71,6 +73,24 @@ class HarnessClock:
         if self._patcher is not None:
             self._patcher.stop()
             self._patcher = self._traveller = None
+
+
+def _stop_stack_inspection(patcher: Any) -> None:
+    """Let everything called while frozen see the virtual time, however it was called.
+
+    freezegun uses its ignore list twice: at start it leaves those modules' own references to
+    the time functions alone (pytest's timing, threading, queue: what must stay real), and on
+    every `time.time()`/`time.monotonic()` call it looks 5 frames up the stack and answers real
+    time if any frame belongs to one of them. That look-up catches the code under test: a test
+    function is 2 frames below `_pytest`, a sync endpoint 3 below anyio's and threading's worker
+    thread, an async test 1 below asyncio. The ignored modules keep real references and the
+    event loop keeps its real clock (`real_asyncio`), so this freeze needs no look-up.
+    """
+    from freezegun import api
+
+    lists = getattr(api, "ignore_lists", None)
+    if lists and lists[-1] == patcher.ignore:
+        lists[-1] = ()
 
 
 def _real_now() -> datetime:

@@ -63,12 +63,16 @@ def _ini_settings(config: pytest.Config) -> dict[str, Any]:
     return settings
 
 
-def _start(value: Any) -> datetime:
+def _start(given: Any) -> datetime:
+    value = given
     if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            value = None
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise pytest.UsageError(
-            f"@pytest.mark.cloudtasks(start={value!r}): give a timezone-aware datetime or an "
+            f"@pytest.mark.cloudtasks(start={given!r}): give a timezone-aware datetime or an "
             "ISO 8601 string with an offset, e.g. '2026-03-08T06:30:00+00:00'."
         )
     return value.astimezone(timezone.utc)

@@ -12,8 +12,9 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
@@ -21,6 +22,23 @@ __all__ = ["GOOGLE_ISSUER", "TokenIssuer"]
 
 GOOGLE_ISSUER = "https://accounts.google.com"
 TOKEN_LIFETIME = timedelta(hours=1)
+_CERT_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fastapi-cloud-tasks fake")])
+
+
+def _teach_cryptography_the_real_datetime() -> None:
+    """cryptography looks `datetime.datetime` up once, on its first certificate, and later
+    accepts only instances of that class. Were that first certificate built under freezegun
+    (the harness's clock), it would remember FakeDatetime and reject real datetimes ever after
+    (and a re-imported freezegun's FakeDatetime). Build a throwaway one now, at import, on the
+    real class: freezegun's FakeDatetime subclasses it, so both clocks work afterwards."""
+    key = ed25519.Ed25519PrivateKey.generate()  # microseconds, unlike an RSA key
+    when = datetime(2000, 1, 1)
+    (x509.CertificateBuilder().subject_name(_CERT_NAME).issuer_name(_CERT_NAME)
+     .public_key(key.public_key()).serial_number(1)
+     .not_valid_before(when).not_valid_after(when).sign(key, None))
+
+
+_teach_cryptography_the_real_datetime()
 
 
 class TokenIssuer:
@@ -64,10 +82,9 @@ class TokenIssuer:
         return dict(self._certificates)
 
     def _self_signed(self) -> dict[str, str]:
-        from cryptography import x509
         from cryptography.hazmat.primitives import hashes
 
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fastapi-cloud-tasks fake")])
+        name = _CERT_NAME
         start = datetime(2000, 1, 1)
         cert = (
             x509.CertificateBuilder()
