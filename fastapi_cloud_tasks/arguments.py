@@ -64,6 +64,9 @@ class _Param:
     field: Any  # fastapi's ModelField (its module moved between FastAPI releases)
     is_model: bool  # a pydantic model spread over several query keys, headers or cookies
     required: bool
+    # A plain str/int/float/bool in the path or query under its own name: its text form
+    # (str(), "true"/"false", quote/unquote) parses back to the same value by construction.
+    exact: bool = False
 
 
 class _Undeliverable(Exception):
@@ -139,6 +142,17 @@ class EndpointSignature:
                 "POST, PUT or PATCH. Use one of those methods or move the values to the query."
             )
         self._fields = fields
+        # Fields whose text form provably parses back to the same value are not re-parsed.
+        self._round_trip_fields = {
+            location: [f for f in location_fields
+                       if f.name not in self.params or not self.params[f.name].exact]
+            for location, location_fields in fields.items()
+        }
+        # The route's path as (is_parameter, text) pieces, static text already quoted.
+        self._template = tuple(
+            (True, part) if i % 2 else (False, quote(part, safe="/"))
+            for i, part in enumerate(_PATH_PARAM.split(route.path))
+        )
         self._embed_body = bool(
             getattr(route, "_embed_body_fields", len(fields["body"]) > 1)
         )
@@ -169,7 +183,15 @@ class EndpointSignature:
         if is_model and required:
             # FastAPI builds a parameter model from whatever keys arrive: none may be enough.
             required = bool(field.validate({}, {}, loc=(location,))[1])
-        self.params[field.name] = _Param(field.name, location, key, field, is_model, required)
+        convertor = type(self.route.param_convertors.get(key)).__name__
+        exact = (
+            (location == "query" or (location == "path" and convertor == "StringConvertor"))
+            and annotation in (str, int, float, bool)
+            and not field.field_info.metadata
+            and key == field.name
+        )
+        self.params[field.name] = _Param(field.name, location, key, field, is_model, required,
+                                         exact)
 
     # -- keyword arguments -> HttpCall -------------------------------------------------------
 
@@ -240,7 +262,9 @@ class EndpointSignature:
         payload = self._body_payload(body, kwargs, problems)
         if payload is not None:
             headers["Content-Type"] = _JSON
-        path = _fill_path(self.route.path, path_values)
+        path = "".join(
+            path_values.get(part, "") if is_param else part for is_param, part in self._template
+        )
         return HttpCall(self.method, path, urlencode(query, quote_via=quote), headers, payload)
 
     def _body_payload(
@@ -260,32 +284,28 @@ class EndpointSignature:
             return None
         return text.encode("utf-8")
 
-    def parse(self, call: HttpCall) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Parse `call` the way FastAPI will: the endpoint's values and FastAPI's errors."""
+    def parse(
+        self, call: HttpCall, fields: Mapping[str, list[Any]] | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Parse `call` the way FastAPI will: the endpoint's values and FastAPI's errors
+        (for `fields` by location, default all)."""
+        fields = self._fields if fields is None else fields
         match = self.route.path_regex.match(unquote(call.path))
         if match is None:
             return {}, [{"loc": ("path",), "msg": f"{call.path!r} does not match the route "
                          f"{self.route.path!r}", "type": "path"}]
         parsed: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
-        convertors = self.route.param_convertors
-        matched = {k: convertors[k].convert(v) for k, v in match.groupdict().items()}
-        header_list = [(k.lower().encode(), v.encode()) for k, v in call.headers.items()]
-        sources: dict[str, Any] = {
-            "path": matched,
-            "query": QueryParams(call.query),
-            "header": Headers(raw=header_list),
-            "cookie": cookie_parser(call.headers.get("Cookie", "")),
-        }
-        for location, source in sources.items():
-            if self._fields[location]:
-                values, errs = request_params_to_args(self._fields[location], source)
+        for location in ("path", "query", "header", "cookie"):
+            if fields[location]:
+                source = _SOURCES[location](self.route, match, call)
+                values, errs = request_params_to_args(fields[location], source)
                 parsed.update(values)
                 errors.extend(errs)
-        if self._fields["body"]:
+        if fields["body"]:
             received = json.loads(call.body) if call.body else None
             values, errs = _run_sync(
-                request_body_to_args(self._fields["body"], received, self._embed_body)
+                request_body_to_args(fields["body"], received, self._embed_body)
             )
             parsed.update(values)
             errors.extend(errs)
@@ -295,10 +315,12 @@ class EndpointSignature:
         self, call: HttpCall, typed: Mapping[str, Any], kwargs: Mapping[str, Any]
     ) -> list[ArgumentProblem]:
         """Parse `call` back the way FastAPI will and compare with what the caller gave."""
-        parsed, errors = self.parse(call)
+        parsed, errors = self.parse(call, self._round_trip_fields)
         problems = []
         for name, value in typed.items():
             param = self.params[name]
+            if param.exact:
+                continue
             if name not in parsed:
                 detail = "; ".join(
                     str(e.get("msg"))
@@ -313,6 +335,19 @@ class EndpointSignature:
             problems.append(ArgumentProblem("undeliverable", name, param.location, message,
                                             kwargs[name]))
         return problems
+
+
+# Each request part as FastAPI reads it, built only for the parts an endpoint has fields in.
+_SOURCES: dict[str, Callable[[APIRoute, Any, HttpCall], Any]] = {
+    "path": lambda route, match, call: {
+        k: route.param_convertors[k].convert(v) for k, v in match.groupdict().items()
+    },
+    "query": lambda route, match, call: QueryParams(call.query),
+    "header": lambda route, match, call: Headers(
+        raw=[(k.lower().encode(), v.encode()) for k, v in call.headers.items()]
+    ),
+    "cookie": lambda route, match, call: cookie_parser(call.headers.get("Cookie", "")),
+}
 
 
 def _type_problem(param: _Param, error: Mapping[str, Any], value: Any) -> ArgumentProblem:
@@ -357,14 +392,6 @@ def _path_text(name: str, value: Any, route: APIRoute, key: str) -> str:
             "as {" + key + ":path} or send the value in the query or body",
         )
     return quote(text, safe="/" if is_path else "")
-
-
-def _fill_path(template: str, values: Mapping[str, str]) -> str:
-    parts = _PATH_PARAM.split(template)
-    # split() alternates static text and parameter names.
-    return "".join(
-        values.get(part, "") if i % 2 else quote(part, safe="/") for i, part in enumerate(parts)
-    )
 
 
 def _header_text(name: str, value: Any) -> str:

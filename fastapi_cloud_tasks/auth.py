@@ -135,12 +135,18 @@ def verify_cloud_tasks_token(
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("Missing bearer ID token.")
-        certs = _trusted[-1]() if _trusted else await run_in_threadpool(cache.get)
+        token = token.strip()
         try:
-            claims = dict(jwt.decode(token.strip(), certs=certs, audience=None,
+            certs = _trusted[-1]() if _trusted else await run_in_threadpool(cache.get)
+        except (OSError, ValueError) as exc:  # Cloud Tasks retries a 503 later
+            raise HTTPException(503, f"Could not fetch the token certificates: {exc}") from None
+        try:
+            claims = dict(jwt.decode(token, certs=certs, audience=None,
                                      clock_skew_in_seconds=CLOCK_SKEW_SECONDS))
-        except (ValueError, auth_exceptions.GoogleAuthError) as exc:
-            raise _unauthorized(f"Invalid ID token: {exc}") from None
+        except (ValueError, TypeError, auth_exceptions.GoogleAuthError) as exc:
+            # google-auth may quote the token itself: never echo credentials back.
+            reason = str(exc).replace(token, "<token>")
+            raise _unauthorized(f"Invalid ID token: {reason}") from None
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise _unauthorized("The ID token was not issued by Google.")
         token_audiences = claims.get("aud")

@@ -334,3 +334,24 @@ class TestRoutesThatCannotBeTasks:
 
             @router.post("/file")
             def upload(data: Annotated[bytes, File()]) -> None: ...
+
+
+class TestExactRoundTrips:
+    """Plain scalars skip the parse-back because their text form is exact; the rest don't."""
+
+    def test_int_convertor_rejects_a_negative_number_at_the_call_site(self, recording_client):
+        router = APIRouter(route_class=DelayedRouteBuilder(
+            base_url=BASE_URL, queue_path=QUEUE, client=recording_client))
+
+        @router.post("/items/{item_id:int}")
+        def item(item_id: int) -> None: ...
+
+        assert not item._delayed_task.signature.params["item_id"].exact
+        with pytest.raises(UndeliverableValueError, match="item_id"):
+            item.delay(item_id=-7)
+
+    def test_plain_scalars_are_exact(self, endpoints):
+        params = endpoints["path_params"]._delayed_task.signature.params
+        assert params["name"].exact
+        assert params["count"].exact
+        assert not params["when"].exact  # datetimes are re-parsed

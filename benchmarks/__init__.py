@@ -1,0 +1,1 @@
+"""Micro-benchmarks for fastapi-cloud-tasks: `python -m benchmarks` runs them all."""
