@@ -52,10 +52,11 @@ class Attempt:
     dispatch_time: datetime
     exception: BaseException | None
     outcome: Outcome
+    number: int  # 1 for a first attempt, 2 for the first retry...
 
     @property
     def retry_count(self) -> int:
-        return int(self.request_headers.get("X-CloudTasks-TaskRetryCount", "0"))
+        return self.number - 1
 
     @property
     def succeeded(self) -> bool:
@@ -124,6 +125,12 @@ class Harness:
         # Workers verifying ID tokens trust this test's signing key (and only it).
         self._stack.enter_context(trust_certificates(lambda: self.tokens.certificates()))
 
+    def after(self, delta: timedelta) -> datetime:
+        """`delta` from now, with the clock frozen first: what is due by then is measured on
+        the virtual clock, not on a real clock still ticking."""
+        self.clock.freeze()
+        return self.clock.now() + delta
+
     def close(self) -> None:
         self._stack.close()
         self.portal.close()
@@ -187,6 +194,7 @@ class Harness:
             dispatch_time=dispatch.dispatch_time,
             exception=result.exception,
             outcome=outcome,
+            number=_attempt_number(dispatch.record),
         )
         self.attempts.append(attempt)
         return attempt
@@ -198,12 +206,12 @@ class Harness:
             detail = attempt.response.text if attempt.response is not None else ""
             raise TaskFailed(
                 f"{what} was rejected by the endpoint with 422: the payload does not match its "
-                f"schema. Cloud Tasks would retry it until its retries run out.\n{detail}",
+                f"schema. The service would retry it until its retries run out.\n{detail}",
                 attempt,
             )
         if attempt.outcome is Outcome.FAILED:
             raise TaskFailed(
-                f"{what} failed for good after {attempt.retry_count + 1} attempt(s); last "
+                f"{what} failed for good after {attempt.number} attempt(s); last "
                 f"response: {_last_response(attempt)}",
                 attempt,
             )
@@ -231,6 +239,12 @@ class _LazyTokens:
         if self._issuer is None:
             self._issuer = TokenIssuer()
         return getattr(self._issuer, name)
+
+
+def _attempt_number(record: Any) -> int:
+    """Attempts made so far, this one included (read after the engine recorded it)."""
+    count = getattr(record, "dispatch_count", None)  # a task
+    return int(record.attempt_count if count is None else count)  # else a job run
 
 
 def _retry_after(response: httpx.Response | None) -> timedelta | None:

@@ -81,14 +81,14 @@ class CloudTasksQueue:
         """Move the clock by `delta` (or seconds=, minutes=, hours=, days=) and deliver, in time
         order, everything due up to then."""
         __tracebackhide__ = True
-        return self._harness.run(self.now + delta_of(delta, **units))
+        return self._harness.run(self._harness.after(delta_of(delta, **units)))
 
     async def aadvance(
         self, delta: timedelta | float | None = None, **units: float
     ) -> list[Attempt]:
         """`advance` on the test's own event loop (async tests)."""
         __tracebackhide__ = True
-        return await self._harness.arun(self.now + delta_of(delta, **units))
+        return await self._harness.arun(self._harness.after(delta_of(delta, **units)))
 
     def run_task(self, name: str) -> list[Attempt]:
         """RunTask: deliver the task now, even if its queue is paused; `name` may be short."""

@@ -43,13 +43,13 @@ class CloudTasksScheduler:
     def advance(self, delta: timedelta | float | None = None, **units: float) -> list[Attempt]:
         """Move the clock and deliver, in time order, every job run and task attempt due."""
         __tracebackhide__ = True
-        return self._harness.run(self.now + delta_of(delta, **units))
+        return self._harness.run(self._harness.after(delta_of(delta, **units)))
 
     async def aadvance(
         self, delta: timedelta | float | None = None, **units: float
     ) -> list[Attempt]:
         __tracebackhide__ = True
-        return await self._harness.arun(self.now + delta_of(delta, **units))
+        return await self._harness.arun(self._harness.after(delta_of(delta, **units)))
 
     def run_job(self, job_id: str) -> list[Attempt]:
         """RunJob: run the job now (even while paused) and deliver that run."""

@@ -352,7 +352,7 @@ def test_payload_the_endpoint_rejects_fails_loudly_with_fastapis_detail(run_user
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "E  *TaskFailed: send_email(<undecodable>) was rejected by the endpoint with 422: the "
-        "payload does not match its schema. Cloud Tasks would retry it until its retries run out.",
+        "payload does not match its schema. The service would retry it until its retries run out.",
         'E  *{"detail":*"type":"missing","loc":*"body","subject"*"msg":"Field required"*',
     ])
 
