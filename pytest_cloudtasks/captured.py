@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -18,6 +19,8 @@ from fastapi_cloud_tasks.exceptions import FastAPICloudTasksError
 from fastapi_cloud_tasks.scheduled_route import job_endpoints
 
 __all__ = ["CapturedJob", "CapturedTask", "find_endpoint"]
+
+_METHOD_NAMES = {int(value): name for name, value in tasks_v2.HttpMethod.__members__.items()}
 
 
 def find_endpoint(
@@ -50,22 +53,31 @@ class CapturedTask:
     """A task as Cloud Tasks stores it (a snapshot taken when you read it)."""
 
     def __init__(self, record: TaskRecord) -> None:
-        task = record.task
-        http = task.http_request
+        http = tasks_v2.Task.pb(record.task).http_request  # raw reads: taken on every attempt
         self.record = record
-        self.name: str = task.name
+        self.name: str = record.name
         self.queue: str = record.queue_name
         self.url: str = http.url
-        self.method: str = tasks_v2.HttpMethod(http.http_method or 1).name
+        self.method: str = _METHOD_NAMES[http.http_method or 1]
         self.headers: dict[str, str] = dict(http.headers)
-        self.body: bytes = bytes(http.body)
+        self.body: bytes = http.body
         self.schedule_time: datetime = record.schedule_time
         self.request: tasks_v2.CreateTaskRequest = record.request
         self.dispatch_count = record.dispatch_count
+
+    @functools.cached_property
+    def _found(self) -> tuple[Any, HttpCall | None]:
         found = find_endpoint(self.method, self.url, self.headers, self.body,
                               task_endpoints.newest_first())
-        self._side: Any = found[0] if found is not None else None
-        self._call: HttpCall | None = found[1] if found is not None else None
+        return found if found is not None else (None, None)
+
+    @property
+    def _side(self) -> Any:
+        return self._found[0]
+
+    @property
+    def _call(self) -> HttpCall | None:
+        return self._found[1]
 
     @property
     def endpoint(self) -> Callable[..., Any] | None:

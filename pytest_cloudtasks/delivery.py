@@ -11,12 +11,11 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio.from_thread
 import httpx
 
-__all__ = ["AppRouter", "Delivered", "Portal", "deliver"]
+__all__ = ["AppRouter", "Delivered", "Portal", "asgi_client", "deliver"]
 
 ASGIApp = Callable[..., Awaitable[None]]
 
@@ -31,19 +30,21 @@ class Delivered:
 
 
 async def deliver(
-    app: ASGIApp, method: str, url: str, headers: dict[str, str], body: bytes
+    client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], body: bytes
 ) -> Delivered:
-    """Send one request into `app`. An exception escaping the app counts as a 500 (what the
-    server would answer) and is kept."""
-    parts = urlsplit(url)
-    base = f"{parts.scheme}://{parts.netloc}"
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
-    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
-        try:
-            response = await client.request(method, url, headers=headers, content=body or None)
-        except Exception as exc:  # the app raised: the server would have answered 500
-            return Delivered(None, 500, exc)
+    """Send one request through `client` (see `asgi_client`). An exception escaping the app
+    counts as a 500 (what the server would answer) and is kept."""
+    try:
+        response = await client.request(method, url, headers=headers, content=body or None)
+    except Exception as exc:  # the app raised: the server would have answered 500
+        return Delivered(None, 500, exc)
     return Delivered(response, response.status_code, None)
+
+
+def asgi_client(app: ASGIApp) -> httpx.AsyncClient:
+    """A client whose requests go into `app` in-process. It holds no sockets or loop state,
+    so one serves every delivery of a test, on whichever event loop."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=True))
 
 
 class AppRouter:
@@ -52,6 +53,7 @@ class AppRouter:
     def __init__(self, default: Callable[[], Any]) -> None:
         self._default = default  # resolved on first use: a test that only inspects needs no app
         self._routes: list[tuple[str, Any]] = []
+        self._clients: dict[int, httpx.AsyncClient] = {}
 
     def add(self, base_url: str, app: Any) -> None:
         self._routes.append((base_url.rstrip("/"), app))
@@ -62,6 +64,14 @@ class AppRouter:
             if url == base or url.startswith((base + "/", base + "?")):
                 return app
         return self._default()
+
+    def client_for(self, url: str) -> httpx.AsyncClient:
+        """The (cached) in-process client of the app that receives `url`."""
+        app = self.app_for(url)
+        client = self._clients.get(id(app))
+        if client is None or client._transport.app is not app:  # type: ignore[attr-defined]
+            client = self._clients[id(app)] = asgi_client(app)
+        return client
 
 
 class Portal:

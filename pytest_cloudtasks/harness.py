@@ -180,8 +180,8 @@ class Harness:
 
     async def _deliver(self, registered: _Registered, dispatch: Dispatch) -> Attempt:
         captured = registered.capture(dispatch)
-        app = self.router.app_for(dispatch.url)
-        result = await deliver(app, dispatch.method, dispatch.url, dispatch.headers,
+        client = self.router.client_for(dispatch.url)
+        result = await deliver(client, dispatch.method, dispatch.url, dispatch.headers,
                                dispatch.body)
         retry_after = _retry_after(result.response)
         outcome = registered.source.finish(dispatch, result.status_code, retry_after)
@@ -201,23 +201,25 @@ class Harness:
 
     def _check(self, attempt: Attempt) -> None:
         __tracebackhide__ = True
-        what = attempt.task.describe()
         if attempt.status_code == 422:
             detail = attempt.response.text if attempt.response is not None else ""
             raise TaskFailed(
-                f"{what} was rejected by the endpoint with 422: the payload does not match its "
-                f"schema. The service would retry it until its retries run out.\n{detail}",
+                f"{attempt.task.describe()} was rejected by the endpoint with 422: the payload "
+                "does not match its schema. The service would retry it until its retries run "
+                f"out.\n{detail}",
                 attempt,
             )
         if attempt.outcome is Outcome.FAILED:
             raise TaskFailed(
-                f"{what} failed for good after {attempt.number} attempt(s); last "
-                f"response: {_last_response(attempt)}",
+                f"{attempt.task.describe()} failed for good after {attempt.number} attempt(s); "
+                f"last response: {_last_response(attempt)}",
                 attempt,
             )
         if self.config.fail_fast and attempt.exception is not None:
             raise TaskFailed(
-                f"{what} raised (fail_fast is on): {_last_response(attempt)}", attempt
+                f"{attempt.task.describe()} raised (fail_fast is on): "
+                f"{_last_response(attempt)}",
+                attempt,
             ) from attempt.exception
 
     def run(self, until: datetime | None, *, forced_only: bool = False) -> list[Attempt]:

@@ -78,6 +78,12 @@ class Dispatcher:
                         dispatch.deadline)
         except httpx.HTTPError as exc:
             logger.info("%s %s: %s", dispatch.method, dispatch.url, exc)
+        except Exception as exc:
+            # A request httpx cannot even send (a port out of range, an unparsable host, a
+            # header value that is not ASCII...): still a failed attempt with no response.
+            # Letting it escape would leave the task in flight forever, never retried.
+            logger.warning("%s %s: cannot send the request: %r", dispatch.method, dispatch.url,
+                           exc)
         outcome = source.finish(dispatch, status, retry_after)
         self.delivered += 1
         logger.info("%s %s -> %s (%s)", dispatch.method, dispatch.url,

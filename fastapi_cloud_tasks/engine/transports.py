@@ -17,7 +17,7 @@ and reach the caller unchanged; an RPC the service lacks raises ``MethodNotImple
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, ClassVar
 
 from google.api_core import exceptions, gapic_v1
@@ -115,19 +115,19 @@ class _InMemoryTransport:
         ``retry=`` passed explicitly by the caller still applies.
         """
         if self._asynchronous:
-            self._wrapped_methods = {
-                rpc: gapic_v1.method_async.wrap_method(
+            def wrap(rpc: Callable[..., Any]) -> Callable[..., Any]:
+                wrapped: Callable[..., Any] = gapic_v1.method_async.wrap_method(
                     rpc, client_info=client_info, kind=self._KIND
                 )
-                for rpc in self._rpcs.values()
-            }
+                return wrapped
         else:
-            self._wrapped_methods = {
-                rpc: gapic_v1.method.wrap_method(
+            def wrap(rpc: Callable[..., Any]) -> Callable[..., Any]:
+                wrapped: Callable[..., Any] = gapic_v1.method.wrap_method(
                     rpc, client_info=client_info
                 )
-                for rpc in self._rpcs.values()
-            }
+                return wrapped
+        # Wrapped on first use: a test builds four clients of ~30 RPCs and calls a few.
+        self._wrapped_methods = _WrapOnFirstUse(wrap, self._rpcs.values())
 
     @property
     def kind(self) -> str:
@@ -137,6 +137,22 @@ class _InMemoryTransport:
     def close(self) -> Awaitable[None] | None:
         """Nothing to release; the async clients await ``close()`` in ``__aexit__``."""
         return _Closed() if self._asynchronous else None
+
+
+class _WrapOnFirstUse(dict[Callable[..., Any], Callable[..., Any]]):
+    """`_wrapped_methods` filled lazily; an RPC that is not ours is still a KeyError."""
+
+    def __init__(self, wrap: Callable[[Callable[..., Any]], Callable[..., Any]],
+                 rpcs: Iterable[Callable[..., Any]]) -> None:
+        super().__init__()
+        self._wrap = wrap
+        self._rpcs = set(rpcs)
+
+    def __missing__(self, rpc: Callable[..., Any]) -> Callable[..., Any]:
+        if rpc not in self._rpcs:
+            raise KeyError(rpc)
+        wrapped = self[rpc] = self._wrap(rpc)
+        return wrapped
 
 
 class _Closed:

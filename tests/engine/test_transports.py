@@ -248,7 +248,10 @@ def test_every_declared_rpc_is_stable_and_wrapped(transport_class: type[Any]) ->
     rpcs = [name for name in rpcs if name not in {"host", "kind", "operations_client"}]
 
     assert {"get_location", "list_locations"} <= set(rpcs)
+    assert len(transport._wrapped_methods) == 0  # wrapped on first use, not up front
     for name in rpcs:
         assert getattr(transport, name) is getattr(transport, name)
-        assert getattr(transport, name) in transport._wrapped_methods
+        assert callable(transport._wrapped_methods[getattr(transport, name)])
     assert len(transport._wrapped_methods) == len(rpcs)
+    with pytest.raises(KeyError):
+        transport._wrapped_methods[lambda request: None]
