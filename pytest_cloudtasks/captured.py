@@ -21,6 +21,9 @@ from fastapi_cloud_tasks.scheduled_route import job_endpoints
 __all__ = ["CapturedJob", "CapturedTask", "find_endpoint"]
 
 _METHOD_NAMES = {int(value): name for name, value in tasks_v2.HttpMethod.__members__.items()}
+_JOB_METHOD_NAMES = {
+    int(value): name for name, value in scheduler_v1.HttpMethod.__members__.items()
+}
 
 
 def find_endpoint(
@@ -49,119 +52,117 @@ def _base_url(side: Any) -> str:
     return str(side.base_url)
 
 
-class CapturedTask:
-    """A task as Cloud Tasks stores it (a snapshot taken when you read it)."""
+class _Captured:
+    """What tasks and jobs share: the request they make, and the endpoint behind its URL."""
 
-    def __init__(self, record: TaskRecord) -> None:
-        http = tasks_v2.Task.pb(record.task).http_request  # raw reads: taken on every attempt
-        self.record = record
-        self.name: str = record.name
-        self.queue: str = record.queue_name
-        self.url: str = http.url
-        self.method: str = _METHOD_NAMES[http.http_method or 1]
-        self.headers: dict[str, str] = dict(http.headers)
-        self.body: bytes = http.body
-        self.schedule_time: datetime = record.schedule_time
-        self.request: tasks_v2.CreateTaskRequest = record.request
-        self.dispatch_count = record.dispatch_count
+    url: str
+    method: str
+    headers: dict[str, str]
+    body: bytes
+    name: str
+    _registry: Any  # the EndpointRegistry holding the endpoints this kind can target
+    _what: str
 
     @functools.cached_property
     def _found(self) -> tuple[Any, HttpCall | None]:
         found = find_endpoint(self.method, self.url, self.headers, self.body,
-                              task_endpoints.newest_first())
+                              self._registry.newest_first())
         return found if found is not None else (None, None)
-
-    @property
-    def _side(self) -> Any:
-        return self._found[0]
-
-    @property
-    def _call(self) -> HttpCall | None:
-        return self._found[1]
-
-    @property
-    def endpoint(self) -> Callable[..., Any] | None:
-        """The endpoint function, when the URL is one of a DelayedRouteBuilder's routes."""
-        return None if self._side is None else self._side.endpoint
-
-    @property
-    def arguments(self) -> dict[str, Any]:
-        """The endpoint's arguments decoded from the request, typed as the endpoint gets them
-        (what `.delay()` was called with)."""
-        if self._side is None or self._call is None:
-            raise LookupError(f"{self.url} is not the URL of a known task endpoint")
-        values: dict[str, Any]
-        values, errors = self._side.signature.parse(self._call)
-        if errors:
-            raise ValueError(f"the endpoint would reject this task: {errors}")
-        return values
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
     @property
     def short_name(self) -> str:
         return self.name.rsplit("/", 1)[1]
 
-    def describe(self) -> str:
-        """`module.func(arg=..., ...)` or the URL, for failure messages."""
-        if self._side is None:
+    @property
+    def endpoint(self) -> Callable[..., Any] | None:
+        """The endpoint function, when the URL is one of a route builder's routes."""
+        side = self._found[0]
+        return None if side is None else side.endpoint
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The endpoint's arguments decoded from the request, typed as the endpoint gets them
+        (what `.delay()` or `.schedule()` was called with)."""
+        side, call = self._found
+        if side is None or call is None:
+            raise LookupError(f"{self.url} is not the URL of a known {self._what} endpoint")
+        values: dict[str, Any]
+        values, errors = side.signature.parse(call)
+        if errors:
+            raise ValueError(f"the endpoint would reject this {self._what}: {errors}")
+        return values
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def _call_text(self) -> str:
+        side = self._found[0]
+        if side is None:
             return f"{self.method} {self.url}"
         try:
             args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
         except ValueError:
             args = "<undecodable>"
-        return f"{self._side.endpoint.__qualname__}({args})"
+        return f"{side.endpoint.__qualname__}({args})"
+
+
+class CapturedTask(_Captured):
+    """A task as Cloud Tasks stores it (a snapshot taken when you read it)."""
+
+    _registry = task_endpoints
+    _what = "task"
+
+    def __init__(self, record: TaskRecord) -> None:
+        http = tasks_v2.Task.pb(record.task).http_request  # raw reads: taken on every attempt
+        self.record = record
+        self.name = record.name
+        self.queue: str = record.queue_name
+        self.url = http.url
+        self.method = _METHOD_NAMES[http.http_method or 1]
+        self.headers = dict(http.headers)
+        self.body = http.body
+        self.schedule_time: datetime = record.schedule_time
+        self.request: tasks_v2.CreateTaskRequest = record.request
+        self.dispatch_count = record.dispatch_count
+
+    def describe(self) -> str:
+        """`module.func(arg=..., ...)` or the URL, for failure messages."""
+        return self._call_text()
 
     def __repr__(self) -> str:
         return f"<CapturedTask {self.short_name} {self.describe()} at {self.schedule_time}>"
 
 
-class CapturedJob:
+class CapturedJob(_Captured):
     """A Cloud Scheduler job as the service stores it (a snapshot taken when you read it)."""
 
+    _registry = job_endpoints
+    _what = "scheduled"
+
     def __init__(self, record: JobRecord) -> None:
-        job = record.job
-        target = job.http_target
+        copy = scheduler_v1.Job.pb()()
+        copy.CopyFrom(scheduler_v1.Job.pb(record.job))  # one raw copy: taken on every run
+        target = copy.http_target
         self.record = record
-        self.name: str = job.name
-        self.schedule: str = job.schedule
-        self.time_zone: str = job.time_zone
-        self.url: str = target.uri
-        self.method: str = scheduler_v1.HttpMethod(target.http_method or 1).name
-        self.headers: dict[str, str] = dict(target.headers)
-        self.body: bytes = bytes(target.body)
-        self.state: str = scheduler_v1.Job.State(job.state).name
-        self.retry_config = scheduler_v1.RetryConfig(job.retry_config)  # a copy, not a view
-        self.attempt_deadline: timedelta = job.attempt_deadline
-        self.job: scheduler_v1.Job = scheduler_v1.Job(job)
+        self.job: scheduler_v1.Job = scheduler_v1.Job.wrap(copy)
+        self.name = copy.name
+        self.schedule: str = copy.schedule
+        self.time_zone: str = copy.time_zone
+        self.url = target.uri
+        self.method = _JOB_METHOD_NAMES[target.http_method or 1]
+        self.headers = dict(target.headers)
+        self.body = target.body
+        self.state: str = scheduler_v1.Job.State(copy.state).name
         self.next_run: datetime | None = record.next_run
-        found = find_endpoint(self.method, self.url, self.headers, self.body,
-                              job_endpoints.newest_first())
-        self._side: Any = found[0] if found is not None else None
-        self._call = found[1] if found is not None else None
 
     @property
-    def short_name(self) -> str:
-        return self.name.rsplit("/", 1)[1]
+    def retry_config(self) -> scheduler_v1.RetryConfig:
+        return self.job.retry_config
 
     @property
-    def endpoint(self) -> Callable[..., Any] | None:
-        return None if self._side is None else self._side.endpoint
-
-    @property
-    def arguments(self) -> dict[str, Any]:
-        """The endpoint's arguments decoded from the job's request, typed."""
-        if self._side is None or self._call is None:
-            raise LookupError(f"{self.url} is not the URL of a known scheduled endpoint")
-        values: dict[str, Any]
-        values, errors = self._side.signature.parse(self._call)
-        if errors:
-            raise ValueError(f"the endpoint would reject this job: {errors}")
-        return values
-
-    def json(self) -> Any:
-        return json.loads(self.body)
+    def attempt_deadline(self) -> timedelta:
+        deadline: timedelta = self.job.attempt_deadline
+        return deadline
 
     def describe(self) -> str:
         return f"job {self.short_name} ({self.schedule} {self.time_zone}) {self.method} {self.url}"

@@ -51,6 +51,7 @@ class JobRecord:
     retry_at: datetime | None = None
     forced: bool = False
     in_flight: bool = False
+    cron: Any = None  # the CronSim iterator that produced next_run
 
     @property
     def name(self) -> str:
@@ -144,6 +145,7 @@ class CloudSchedulerEngine:
                 copy_path(request.job, job, path)
             job.state = record.job.state
             record.zone = _complete(job)
+            record.cron = None  # the schedule or zone may have changed
             job.user_update_time = self.clock.now()
             record.job = job
             record.retry_at = None
@@ -194,9 +196,14 @@ class CloudSchedulerEngine:
         return job
 
     def _schedule_next(self, record: JobRecord, after: datetime) -> None:
-        """The first occurrence strictly after `after`, without walking minute by minute."""
-        local = after.astimezone(record.zone)
-        record.next_run = next(CronSim(record.job.schedule, local)).astimezone(timezone.utc)
+        """The first occurrence strictly after `after`, without walking minute by minute.
+
+        Stepping on from the occurrence just taken reuses the job's cron iterator; any other
+        start (create, update, resume, skipped runs) builds a new one.
+        """
+        if record.cron is None or after != record.next_run:
+            record.cron = CronSim(record.job.schedule, after.astimezone(record.zone))
+        record.next_run = next(record.cron).astimezone(timezone.utc)
 
     # -- dispatching (the driver's side) -------------------------------------------------
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import tasks_v2
-from google.rpc import status_pb2
 
 from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.fields import copy_path, page
@@ -45,6 +44,7 @@ MAX_SCHEDULE_AHEAD = timedelta(days=30)
 DEFAULT_DEADLINE = timedelta(minutes=10)
 DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 BODY_METHODS = {tasks_v2.HttpMethod.POST, tasks_v2.HttpMethod.PUT, tasks_v2.HttpMethod.PATCH}
+_ATTEMPT_PB = tasks_v2.Attempt.pb()
 REPLACED_HEADERS = {"user-agent", "host", "content-length"}
 RESERVED_HEADER_PREFIXES = ("x-google-", "x-appengine-")
 
@@ -100,7 +100,11 @@ class _Queue:
 
     @property
     def running(self) -> bool:
-        return bool(self.queue.state == tasks_v2.Queue.State.RUNNING)
+        return bool(tasks_v2.Queue.pb(self.queue).state == tasks_v2.Queue.State.RUNNING)
+
+    @property
+    def max_concurrent(self) -> int:
+        return int(tasks_v2.Queue.pb(self.queue).rate_limits.max_concurrent_dispatches)
 
 
 class CloudTasksEngine:
@@ -392,7 +396,7 @@ class CloudTasksEngine:
             for queue in self._queues.values():
                 top = self._top(queue)
                 if top is not None and queue.running and (
-                    queue.in_flight < queue.queue.rate_limits.max_concurrent_dispatches
+                    queue.in_flight < queue.max_concurrent
                 ):
                     times.append(max(top.schedule_time, queue.bucket.ready_at(now)))
             return min(times, default=None)
@@ -412,7 +416,7 @@ class CloudTasksEngine:
                 top = self._top(queue)
                 if top is None or not queue.running or top.schedule_time > now:
                     continue
-                if queue.in_flight >= queue.queue.rate_limits.max_concurrent_dispatches:
+                if queue.in_flight >= queue.max_concurrent:
                     continue
                 if queue.bucket.ready_at(now) > now:
                     continue
@@ -491,19 +495,19 @@ class CloudTasksEngine:
                     record.execution_count += 1
             if record.first_attempt_time is None:
                 record.first_attempt_time = dispatch.dispatch_time
-            attempt = _attempt(dispatch, now, status)
-            task = record.task
-            task.dispatch_count = record.dispatch_count
-            task.response_count = record.response_count
-            if "first_attempt" not in task:
-                task.first_attempt = attempt
-            task.last_attempt = attempt
+            succeeded = status is not None and 200 <= status < 300
             if record.name not in self._tasks:  # deleted or purged while in flight
-                return Outcome.SUCCEEDED if status is not None and 200 <= status < 300 \
-                    else Outcome.FAILED
-            if status is not None and 200 <= status < 300:
+                return Outcome.SUCCEEDED if succeeded else Outcome.FAILED
+            if succeeded:  # the task is gone: no output fields left to keep current
                 self._remove(record)
                 return Outcome.SUCCEEDED
+            task = tasks_v2.Task.pb(record.task)
+            task.dispatch_count = record.dispatch_count
+            task.response_count = record.response_count
+            attempt = _attempt(dispatch, now, status)
+            if not task.HasField("first_attempt"):
+                task.first_attempt.CopyFrom(attempt)
+            task.last_attempt.CopyFrom(attempt)
             retry = self._retry_config(record)
             if queue is None or retries_exhausted(
                 attempts=record.dispatch_count,
@@ -520,7 +524,7 @@ class CloudTasksEngine:
             if retry_after is not None and status in (429, 503):
                 wait = max(wait, retry_after)
             record.schedule_time = now + wait
-            tasks_v2.Task.pb(task).schedule_time.FromDatetime(record.schedule_time)
+            task.schedule_time.FromDatetime(record.schedule_time)
             self._push(queue, record)
             return Outcome.RETRYING
 
@@ -574,15 +578,18 @@ def _view(task: tasks_v2.Task, view: int) -> tasks_v2.Task:
     return wrapped
 
 
-def _attempt(dispatch: Dispatch, now: datetime, status: int | None) -> tasks_v2.Attempt:
-    attempt = tasks_v2.Attempt(schedule_time=dispatch.schedule_time,
-                               dispatch_time=dispatch.dispatch_time)
+def _attempt(dispatch: Dispatch, now: datetime, status: int | None) -> Any:
+    """The `Attempt` output message (raw protobuf) for an attempt that ended `now`."""
+    attempt = _ATTEMPT_PB()
+    attempt.schedule_time.FromDatetime(dispatch.schedule_time)
+    attempt.dispatch_time.FromDatetime(dispatch.dispatch_time)
     if status is not None:
-        attempt.response_time = now
-        code = 0 if 200 <= status < 300 else _grpc_code(status)
-        attempt.response_status = status_pb2.Status(code=code, message=f"HTTP {status}")
+        attempt.response_time.FromDatetime(now)
+        attempt.response_status.code = 0 if 200 <= status < 300 else _grpc_code(status)
+        attempt.response_status.message = f"HTTP {status}"
     else:
-        attempt.response_status = status_pb2.Status(code=4, message="Deadline exceeded")
+        attempt.response_status.code = 4
+        attempt.response_status.message = "Deadline exceeded"
     return attempt
 
 
