@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 from google.api_core import exceptions
 from google.cloud import scheduler_v1
-from google.rpc import status_pb2
 
 from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.cloud_tasks import Outcome
@@ -37,6 +36,9 @@ DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 DEFAULT_DEADLINE = timedelta(seconds=180)
 BAD_SCHEDULE = "Schedule or time zone is invalid."
 NOT_FOUND = "Job not found."
+_METHOD_NAMES = {
+    int(value): name for name, value in scheduler_v1.HttpMethod.__members__.items()
+}
 State = scheduler_v1.Job.State
 
 
@@ -237,7 +239,8 @@ class CloudSchedulerEngine:
             return self._dispatch(record, now)
 
     def _dispatch(self, record: JobRecord, now: datetime) -> JobDispatch:
-        target = record.job.http_target
+        job = scheduler_v1.Job.pb(record.job)  # raw reads: this runs on every attempt
+        target = job.http_target
         assert record.run_schedule_time is not None
         occurrence = record.run_schedule_time.astimezone(record.zone)
         headers = {k: v for k, v in target.headers.items()
@@ -250,15 +253,15 @@ class CloudSchedulerEngine:
         })
         if target.body and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "application/octet-stream"
-        if "oidc_token" in target:
+        if target.HasField("oidc_token"):
             audience = target.oidc_token.audience or target.uri
             token = self.tokens.id_token(
                 email=target.oidc_token.service_account_email, audience=audience, now=now
             )
             headers["Authorization"] = f"Bearer {token}"
-        method = scheduler_v1.HttpMethod(target.http_method or 1).name
-        return JobDispatch(record, method, str(target.uri), headers, bytes(target.body),
-                           record.job.attempt_deadline, record.run_schedule_time, now)
+        method = _METHOD_NAMES[target.http_method or 1]
+        return JobDispatch(record, method, target.uri, headers, target.body,
+                           job.attempt_deadline.ToTimedelta(), record.run_schedule_time, now)
 
     def finish(
         self, dispatch: JobDispatch, status: int | None, retry_after: timedelta | None = None
@@ -272,14 +275,14 @@ class CloudSchedulerEngine:
                 # Runs never overlap: occurrences that fell while this one ran are skipped.
                 self._schedule_next(record, now - timedelta(microseconds=1))
             record.attempt_count += 1
-            job = record.job
-            job.last_attempt_time = dispatch.dispatch_time
+            job = scheduler_v1.Job.pb(record.job)
+            job.last_attempt_time.FromDatetime(dispatch.dispatch_time)
             ok = status is not None and 200 <= status < 300
-            job.status = status_pb2.Status(code=0 if ok else 2,
-                                           message="" if ok else f"HTTP {status or 504}")
+            job.status.code = 0 if ok else 2
+            job.status.message = "" if ok else f"HTTP {status or 504}"
             if ok or record.name not in self._jobs:
                 return Outcome.SUCCEEDED if ok else Outcome.FAILED
-            config = job.retry_config
+            config = record.job.retry_config
             retry_at = now + backoff(record.attempt_count, config.min_backoff_duration,
                                      config.max_backoff_duration, config.max_doublings)
             # "If specified with retry_count, the job will be retried until both limits are
