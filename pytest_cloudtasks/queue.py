@@ -11,7 +11,7 @@ from google.cloud import tasks_v2
 from pytest_cloudtasks.captured import CapturedTask
 from pytest_cloudtasks.harness import Attempt, Harness
 
-__all__ = ["CloudTasksQueue"]
+__all__ = ["CloudTasksQueue", "Timeline"]
 
 
 def delta_of(delta: timedelta | float | None, **units: float) -> timedelta:
@@ -25,11 +25,34 @@ def delta_of(delta: timedelta | float | None, **units: float) -> timedelta:
     return total
 
 
-class CloudTasksQueue:
-    """Every Cloud Task the app enqueues during the test, and a virtual clock to run them."""
+class Timeline:
+    """The clock both fixtures share: reading it and moving it."""
 
     def __init__(self, harness: Harness) -> None:
         self._harness = harness
+
+    @property
+    def now(self) -> datetime:
+        """The virtual time, aware UTC."""
+        return self._harness.clock.now()
+
+    def advance(self, delta: timedelta | float | None = None, **units: float) -> list[Attempt]:
+        """Move the clock by `delta` (or seconds=, minutes=, hours=, days=) and deliver, in time
+        order, everything due up to then."""
+        __tracebackhide__ = True
+        return self._harness.run(self._harness.after(delta_of(delta, **units)))
+
+    async def aadvance(
+        self, delta: timedelta | float | None = None, **units: float
+    ) -> list[Attempt]:
+        """`advance` on the test's own event loop (async tests)."""
+        __tracebackhide__ = True
+        return await self._harness.arun(self._harness.after(delta_of(delta, **units)))
+
+
+
+class CloudTasksQueue(Timeline):
+    """Every Cloud Task the app enqueues during the test, and a virtual clock to run them."""
 
     # -- what is there ----------------------------------------------------------------------
 
@@ -52,10 +75,6 @@ class CloudTasksQueue:
         return list(self._harness.attempts)
 
     @property
-    def now(self) -> datetime:
-        return self._harness.clock.now()
-
-    @property
     def client(self) -> tasks_v2.CloudTasksClient:
         """A real `CloudTasksClient` backed by this test's engine."""
         return self._harness.tasks_client
@@ -76,19 +95,6 @@ class CloudTasksQueue:
         """`run_until_empty` on the test's own event loop (async tests)."""
         __tracebackhide__ = True
         return await self._harness.arun(None)
-
-    def advance(self, delta: timedelta | float | None = None, **units: float) -> list[Attempt]:
-        """Move the clock by `delta` (or seconds=, minutes=, hours=, days=) and deliver, in time
-        order, everything due up to then."""
-        __tracebackhide__ = True
-        return self._harness.run(self._harness.after(delta_of(delta, **units)))
-
-    async def aadvance(
-        self, delta: timedelta | float | None = None, **units: float
-    ) -> list[Attempt]:
-        """`advance` on the test's own event loop (async tests)."""
-        __tracebackhide__ = True
-        return await self._harness.arun(self._harness.after(delta_of(delta, **units)))
 
     def run_task(self, name: str) -> list[Attempt]:
         """RunTask: deliver the task now, even if its queue is paused; `name` may be short."""

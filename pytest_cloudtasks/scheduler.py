@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from google.cloud import scheduler_v1
 
 from pytest_cloudtasks.captured import CapturedJob
-from pytest_cloudtasks.harness import Attempt, Harness
-from pytest_cloudtasks.queue import delta_of
+from pytest_cloudtasks.harness import Attempt
+from pytest_cloudtasks.queue import Timeline
 
 __all__ = ["CloudTasksScheduler"]
 
 
-class CloudTasksScheduler:
+class CloudTasksScheduler(Timeline):
     """Every Cloud Scheduler job the app creates in this test; time is shared with
     `cloudtasks_queue`, so advancing either runs job occurrences and tasks in time order."""
-
-    def __init__(self, harness: Harness) -> None:
-        self._harness = harness
 
     @property
     def jobs(self) -> dict[str, CapturedJob]:
@@ -32,24 +27,9 @@ class CloudTasksScheduler:
         return self._harness.scheduler_client
 
     @property
-    def now(self) -> datetime:
-        return self._harness.clock.now()
-
-    @property
     def attempts(self) -> list[Attempt]:
         """Every job run attempt so far."""
         return [a for a in self._harness.attempts if isinstance(a.task, CapturedJob)]
-
-    def advance(self, delta: timedelta | float | None = None, **units: float) -> list[Attempt]:
-        """Move the clock and deliver, in time order, every job run and task attempt due."""
-        __tracebackhide__ = True
-        return self._harness.run(self._harness.after(delta_of(delta, **units)))
-
-    async def aadvance(
-        self, delta: timedelta | float | None = None, **units: float
-    ) -> list[Attempt]:
-        __tracebackhide__ = True
-        return await self._harness.arun(self._harness.after(delta_of(delta, **units)))
 
     def run_job(self, job_id: str) -> list[Attempt]:
         """RunJob: run the job now (even while paused) and deliver that run."""
