@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -30,9 +31,17 @@ class Source(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, sources: list[Source], http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, sources: list[Source], http: list[httpx.AsyncClient], max_in_flight: int = 64
+    ) -> None:
         self._sources = sources
+        # One laptop process is not Google's fleet: past a few dozen parallel requests a
+        # local worker only slows down, so attempts wait here (still due) beyond this many.
+        self.max_in_flight = max_in_flight
+        # Several small connection pools: httpcore's pool does work quadratic in its size on
+        # every request, which dominated the emulator's CPU with one pool of 64.
         self._http = http
+        self._next_client = itertools.cycle(http)
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -46,7 +55,9 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             for source in self._sources:
-                while (dispatch := source.take_due()) is not None:
+                while len(self._inflight) < self.max_in_flight and (
+                    dispatch := source.take_due()
+                ) is not None:
                     task = asyncio.create_task(self._deliver(source, dispatch))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
@@ -55,7 +66,7 @@ class Dispatcher:
     async def _sleep(self) -> None:
         due = [t for s in self._sources if (t := s.next_due_time()) is not None]
         timeout = None
-        if due:
+        if due and len(self._inflight) < self.max_in_flight:  # else a finished one wakes us
             timeout = max(0.0, (min(due) - datetime.now(timezone.utc)).total_seconds())
             timeout = min(timeout, 60.0)
         with contextlib.suppress(TimeoutError):
@@ -65,7 +76,7 @@ class Dispatcher:
         status: int | None = None
         retry_after: timedelta | None = None
         try:
-            response = await self._http.request(
+            response = await next(self._next_client).request(
                 dispatch.method, dispatch.url, headers=dispatch.headers,
                 content=dispatch.body or None, timeout=dispatch.deadline.total_seconds(),
             )
@@ -85,6 +96,7 @@ class Dispatcher:
             logger.warning("%s %s: cannot send the request: %r", dispatch.method, dispatch.url,
                            exc)
         outcome = source.finish(dispatch, status, retry_after)
+        self._inflight.discard(asyncio.current_task())
         self.delivered += 1
         logger.info("%s %s -> %s (%s)", dispatch.method, dispatch.url,
                     status if status is not None else "no response", outcome.value)

@@ -38,6 +38,7 @@ class Emulator:
         queues: list[tasks_v2.Queue] | None = None,
         max_rate: float = 500.0,
         name_reservation: timedelta = timedelta(hours=1),
+        max_in_flight: int = 64,
     ) -> None:
         self.host = host
         self.port = port
@@ -49,9 +50,13 @@ class Emulator:
         self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens)
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
-        self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000,
-                                                           max_keepalive_connections=200))
-        self.dispatcher = Dispatcher([self.tasks, self.scheduler], self._http)
+        per_pool = 8
+        self._http = [
+            httpx.AsyncClient(limits=httpx.Limits(max_connections=per_pool,
+                                                  max_keepalive_connections=per_pool))
+            for _ in range(max(1, max_in_flight // per_pool))
+        ]
+        self.dispatcher = Dispatcher([self.tasks, self.scheduler], self._http, max_in_flight)
         self._server: grpc.aio.Server | None = None
         self._certs_server: asyncio.Server | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
@@ -83,7 +88,8 @@ class Emulator:
         if self._certs_server is not None:
             self._certs_server.close()
             await self._certs_server.wait_closed()
-        await self._http.aclose()
+        for client in self._http:
+            await client.aclose()
         logger.warning("emulator stopped after %d deliveries", self.dispatcher.delivered)
 
     async def _serve_certs(self, reader: asyncio.StreamReader,
