@@ -32,6 +32,7 @@ TASKS_RPCS: dict[str, tuple[str, Any]] = {
     "ListTasks": ("list_tasks", tasks_v2.ListTasksRequest),
     "GetTask": ("get_task", tasks_v2.GetTaskRequest),
     "CreateTask": ("create_task", tasks_v2.CreateTaskRequest),
+    "BatchCreateTasks": ("batch_create_tasks", tasks_v2.BatchCreateTasksRequest),
     "DeleteTask": ("delete_task", tasks_v2.DeleteTaskRequest),
     "RunTask": ("run_task", tasks_v2.RunTaskRequest),
 }
@@ -63,7 +64,12 @@ def _handler(
                 logger.exception("%s.%s failed", service, rpc)
                 await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed in the emulator")
             after()
-            return empty_pb2.Empty() if response is None else type(response).pb(response)
+            if response is None:
+                return empty_pb2.Empty()
+            # proto-plus messages unwrap to protobuf; operations are protobuf already.
+            if hasattr(response, "SerializeToString"):
+                return response
+            return type(response).pb(response)
 
         return grpc.unary_unary_rpc_method_handler(
             handle,

@@ -21,6 +21,7 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import tasks_v2
+from google.longrunning import operations_pb2
 
 from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.fields import copy_path, page
@@ -299,6 +300,41 @@ class CloudTasksEngine:
                 self.history.append(record)
             self._push(queue, record)
             return _view(record.task, request.response_view)
+
+    def batch_create_tasks(self, request: tasks_v2.BatchCreateTasksRequest) -> Any:
+        """BatchCreateTasks: up to 100 tasks for one queue, as a finished long-running
+        operation. All are checked before any is created, so a bad one creates none."""
+        with self._lock:
+            if not 0 < len(request.requests) <= 100:
+                raise exceptions.InvalidArgument(
+                    "BatchCreateTasksRequest.requests must hold 1 to 100 CreateTaskRequests."
+                )
+            for item in request.requests:
+                if item.parent != request.parent:
+                    raise exceptions.InvalidArgument(
+                        f"Every CreateTaskRequest.parent must equal the batch's parent "
+                        f"({request.parent}), got {item.parent!r}."
+                    )
+            names = [item.task.name for item in request.requests if item.task.name]
+            if len(set(names)) != len(names):
+                raise exceptions.InvalidArgument("The batch names the same task twice.")
+            self._queue_for_task(request.parent)
+            now = self.clock.now()
+            for item in request.requests:  # check everything first: all or nothing
+                if item.task.name:
+                    self._check_new_name(item.task.name, request.parent, now)
+                _check_http_request(_copy(tasks_v2.Task.pb(item.task)))
+            created = [self.create_task(item) for item in request.requests]
+            response = tasks_v2.BatchCreateTasksResponse(tasks=created)
+            operation = operations_pb2.Operation(
+                name=f"{request.parent}/operations/{self._random.getrandbits(64):016x}",
+                done=True,
+            )
+            operation.response.Pack(tasks_v2.BatchCreateTasksResponse.pb(response))
+            operation.metadata.Pack(
+                tasks_v2.BatchCreateTasksMetadata.pb(tasks_v2.BatchCreateTasksMetadata())
+            )
+            return operation
 
     def _queue_for_task(self, parent: str) -> _Queue:
         queue = self._queues.get(parent)

@@ -768,3 +768,26 @@ async def test_async_clients_create_and_get(
     assert got_job.state == scheduler_v1.Job.State.ENABLED
     assert delivery.task_name == short(created.name)
     assert delivery.body == b"async"
+
+
+def test_batch_create_delivers_every_task_and_rejects_a_bad_batch_whole(
+    tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
+) -> None:
+    requests = [
+        tasks_v2.CreateTaskRequest(parent=queue_name, task=http_task(target.url(f"{prefix}/b")))
+        for _ in range(20)
+    ]
+    operation = tasks.batch_create_tasks(parent=queue_name, requests=requests)
+
+    result = operation.result(timeout=10)
+    assert len(result.tasks) == 20
+    assert len(target.wait_under(prefix, count=20, finished=True)) == 20
+
+    duplicate = f"{queue_name}/tasks/same"
+    bad = [
+        tasks_v2.CreateTaskRequest(parent=queue_name, task=http_task(target.url("/x"), name=name))
+        for name in (duplicate, duplicate)
+    ]
+    with pytest.raises(exceptions.InvalidArgument, match="same task twice"):
+        tasks.batch_create_tasks(parent=queue_name, requests=bad)
+    assert list(tasks.list_tasks(parent=queue_name)) == []
