@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,11 +49,16 @@ class Attempt:
     schedule_time: datetime  # the task's ETA, or the job occurrence this run belongs to
     status_code: int
     response: httpx.Response | None
-    request_headers: httpx.Headers
+    headers_sent: dict[str, str]  # exactly as the service sent them
     dispatch_time: datetime
     exception: BaseException | None
     outcome: Outcome
     number: int  # 1 for a first attempt, 2 for the first retry...
+
+    @functools.cached_property
+    def request_headers(self) -> httpx.Headers:
+        """The request's headers, case-insensitive."""
+        return httpx.Headers(self.headers_sent)
 
     @property
     def retry_count(self) -> int:
@@ -190,7 +196,7 @@ class Harness:
             schedule_time=dispatch.schedule_time,
             status_code=result.status_code,
             response=result.response,
-            request_headers=httpx.Headers(dispatch.headers),
+            headers_sent=dispatch.headers,
             dispatch_time=dispatch.dispatch_time,
             exception=result.exception,
             outcome=outcome,
