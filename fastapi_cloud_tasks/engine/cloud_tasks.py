@@ -27,6 +27,13 @@ from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.fields import copy_path, page
 from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
 from fastapi_cloud_tasks.engine.retry import backoff, retries_exhausted
+from fastapi_cloud_tasks.engine.task_messages import (
+    attempt_message,
+    check_http_request,
+    copy_message,
+    overlay_queue,
+    task_view,
+)
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 
 __all__ = ["CloudTasksEngine", "Dispatch", "Outcome", "TaskRecord"]
@@ -44,10 +51,7 @@ MAX_TASK_BYTES = 1024 * 1024
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
 DEFAULT_DEADLINE = timedelta(minutes=10)
 DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
-BODY_METHODS = {tasks_v2.HttpMethod.POST, tasks_v2.HttpMethod.PUT, tasks_v2.HttpMethod.PATCH}
-_ATTEMPT_PB = tasks_v2.Attempt.pb()
 REPLACED_HEADERS = {"user-agent", "host", "content-length"}
-RESERVED_HEADER_PREFIXES = ("x-google-", "x-appengine-")
 
 
 class Outcome(Enum):
@@ -176,7 +180,7 @@ class CloudTasksEngine:
 
     def _add_queue(self, queue: tasks_v2.Queue) -> _Queue:
         if self.queue_template is not None:  # settings the queue leaves unset
-            queue = _overlay(self.queue_template, queue)
+            queue = overlay_queue(self.queue_template, queue)
         stored = complete_queue(queue, max_rate=self.max_rate)
         rates = stored.rate_limits
         bucket = TokenBucket(rates.max_dispatches_per_second, rates.max_burst_size,
@@ -269,8 +273,8 @@ class CloudTasksEngine:
             parent = request.parent
             queue = self._queue_for_task(parent)
             # Raw protobuf access: proto-plus attribute access dominated the emulator's CPU.
-            task = _copy(tasks_v2.Task.pb(request.task))
-            _check_http_request(task)
+            task = copy_message(tasks_v2.Task.pb(request.task))
+            check_http_request(task)
             if task.name:
                 self._check_new_name(task.name, parent, now)
             else:
@@ -299,7 +303,7 @@ class CloudTasksEngine:
             if self.history is not None:
                 self.history.append(record)
             self._push(queue, record)
-            return _view(record.task, request.response_view)
+            return task_view(record.task, request.response_view)
 
     def batch_create_tasks(self, request: tasks_v2.BatchCreateTasksRequest) -> Any:
         """BatchCreateTasks: up to 100 tasks for one queue, as a finished long-running
@@ -323,7 +327,7 @@ class CloudTasksEngine:
             for item in request.requests:  # check everything first: all or nothing
                 if item.task.name:
                     self._check_new_name(item.task.name, request.parent, now)
-                _check_http_request(_copy(tasks_v2.Task.pb(item.task)))
+                check_http_request(copy_message(tasks_v2.Task.pb(item.task)))
             created = [self.create_task(item) for item in request.requests]
             response = tasks_v2.BatchCreateTasksResponse(tasks=created)
             operation = operations_pb2.Operation(
@@ -369,12 +373,12 @@ class CloudTasksEngine:
 
     def get_task(self, request: tasks_v2.GetTaskRequest) -> tasks_v2.Task:
         with self._lock:
-            return _view(self._task(request.name).task, request.response_view)
+            return task_view(self._task(request.name).task, request.response_view)
 
     def list_tasks(self, request: tasks_v2.ListTasksRequest) -> tasks_v2.ListTasksResponse:
         with self._lock:
             self._queue(request.parent, QUEUE_MISSING)
-            tasks = [_view(r.task, request.response_view) for r in self.pending(request.parent)]
+            tasks = [task_view(r.task, request.response_view) for r in self.pending(request.parent)]
             items, token = page(tasks, request.page_size, request.page_token)
             return tasks_v2.ListTasksResponse(tasks=items, next_page_token=token)
 
@@ -388,7 +392,7 @@ class CloudTasksEngine:
             record = self._task(request.name)
             record.forced = True
             self._forced[record.name] = record
-            task = _view(record.task, request.response_view)
+            task = task_view(record.task, request.response_view)
         if self.on_run_task is not None:
             self.on_run_task(record)
         return task
@@ -540,7 +544,7 @@ class CloudTasksEngine:
             task = tasks_v2.Task.pb(record.task)
             task.dispatch_count = record.dispatch_count
             task.response_count = record.response_count
-            attempt = _attempt(dispatch, now, status)
+            attempt = attempt_message(dispatch.schedule_time, dispatch.dispatch_time, now, status)
             if not task.HasField("first_attempt"):
                 task.first_attempt.CopyFrom(attempt)
             task.last_attempt.CopyFrom(attempt)
@@ -572,75 +576,3 @@ class CloudTasksEngine:
         return complete_queue(
             tasks_v2.Queue(name=record.queue_name, retry_config=task_config)
         ).retry_config
-
-
-def _copy(message: Any) -> Any:
-    copy = type(message)()
-    copy.CopyFrom(message)
-    return copy
-
-
-def _check_http_request(task: Any) -> None:
-    """Cloud Tasks' checks on a raw `Task` protobuf's HTTP request."""
-    if not task.HasField("http_request"):
-        raise exceptions.InvalidArgument(
-            "Only HTTP target tasks are supported here: set Task.http_request."
-        )
-    http = task.http_request
-    if not http.url.startswith(("http://", "https://")):
-        raise exceptions.InvalidArgument("HttpTarget.url must start with 'http://' or 'https://'.")
-    if len(http.url) > 2083:
-        raise exceptions.InvalidArgument("HttpTarget.url must be at most 2083 characters long.")
-    if http.http_method == tasks_v2.HttpMethod.HTTP_METHOD_UNSPECIFIED:
-        http.http_method = tasks_v2.HttpMethod.POST
-    if http.body and http.http_method not in BODY_METHODS:
-        raise exceptions.InvalidArgument(
-            "Body can only be set for POST, PUT or PATCH HTTP requests."
-        )
-    for header in http.headers:
-        if header.lower().startswith(RESERVED_HEADER_PREFIXES):
-            raise exceptions.InvalidArgument(f"Header {header!r} is reserved.")
-    if sum(len(k) + len(v) for k, v in http.headers.items()) > 80 * 1024:
-        raise exceptions.InvalidArgument("Headers must be smaller than 80 KB in total.")
-
-
-def _view(task: tasks_v2.Task, view: int) -> tasks_v2.Task:
-    copy = _copy(tasks_v2.Task.pb(task))
-    full = view == tasks_v2.Task.View.FULL
-    copy.view = tasks_v2.Task.View.FULL if full else tasks_v2.Task.View.BASIC
-    if not full:  # BASIC omits the (possibly large) body
-        copy.http_request.body = b""
-    wrapped: tasks_v2.Task = tasks_v2.Task.wrap(copy)
-    return wrapped
-
-
-def _attempt(dispatch: Dispatch, now: datetime, status: int | None) -> Any:
-    """The `Attempt` output message (raw protobuf) for an attempt that ended `now`."""
-    attempt = _ATTEMPT_PB()
-    attempt.schedule_time.FromDatetime(dispatch.schedule_time)
-    attempt.dispatch_time.FromDatetime(dispatch.dispatch_time)
-    if status is not None:
-        attempt.response_time.FromDatetime(now)
-        attempt.response_status.code = 0 if 200 <= status < 300 else _grpc_code(status)
-        attempt.response_status.message = f"HTTP {status}"
-    else:
-        attempt.response_status.code = 4
-        attempt.response_status.message = "Deadline exceeded"
-    return attempt
-
-
-def _grpc_code(status: int) -> int:
-    exc_class = exceptions.exception_class_for_http_status(status)
-    grpc_code = getattr(exc_class, "grpc_status_code", None)
-    return int(grpc_code.value[0]) if grpc_code is not None else 2  # UNKNOWN
-
-
-def _overlay(template: tasks_v2.Queue, queue: tasks_v2.Queue) -> tasks_v2.Queue:
-    """`queue` with the template's retry and rate settings where `queue` leaves them unset."""
-    merged = tasks_v2.Queue(queue)
-    for section in ("retry_config", "rate_limits"):
-        source, target = getattr(template, section), getattr(merged, section)
-        for name in type(source).meta.fields:
-            if name in source and not (name in target and getattr(target, name)):
-                setattr(target, name, getattr(source, name))
-    return merged

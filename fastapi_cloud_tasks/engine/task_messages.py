@@ -1,0 +1,97 @@
+"""Cloud Tasks' rules and output shapes for one Task message: the create-time checks on its
+HTTP request, the BASIC/FULL views, the Attempt records, and queue settings templates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions
+from google.cloud import tasks_v2
+
+__all__ = [
+    "attempt_message",
+    "check_http_request",
+    "copy_message",
+    "grpc_code",
+    "overlay_queue",
+    "task_view",
+]
+
+BODY_METHODS = {tasks_v2.HttpMethod.POST, tasks_v2.HttpMethod.PUT, tasks_v2.HttpMethod.PATCH}
+RESERVED_HEADER_PREFIXES = ("x-google-", "x-appengine-")
+_ATTEMPT_PB = tasks_v2.Attempt.pb()
+
+
+def copy_message(message: Any) -> Any:
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy
+
+
+def check_http_request(task: Any) -> None:
+    """Cloud Tasks' checks on a raw `Task` protobuf's HTTP request."""
+    if not task.HasField("http_request"):
+        raise exceptions.InvalidArgument(
+            "Only HTTP target tasks are supported here: set Task.http_request."
+        )
+    http = task.http_request
+    if not http.url.startswith(("http://", "https://")):
+        raise exceptions.InvalidArgument("HttpTarget.url must start with 'http://' or 'https://'.")
+    if len(http.url) > 2083:
+        raise exceptions.InvalidArgument("HttpTarget.url must be at most 2083 characters long.")
+    if http.http_method == tasks_v2.HttpMethod.HTTP_METHOD_UNSPECIFIED:
+        http.http_method = tasks_v2.HttpMethod.POST
+    if http.body and http.http_method not in BODY_METHODS:
+        raise exceptions.InvalidArgument(
+            "Body can only be set for POST, PUT or PATCH HTTP requests."
+        )
+    for header in http.headers:
+        if header.lower().startswith(RESERVED_HEADER_PREFIXES):
+            raise exceptions.InvalidArgument(f"Header {header!r} is reserved.")
+    if sum(len(k) + len(v) for k, v in http.headers.items()) > 80 * 1024:
+        raise exceptions.InvalidArgument("Headers must be smaller than 80 KB in total.")
+
+
+def task_view(task: tasks_v2.Task, view: int) -> tasks_v2.Task:
+    copy = copy_message(tasks_v2.Task.pb(task))
+    full = view == tasks_v2.Task.View.FULL
+    copy.view = tasks_v2.Task.View.FULL if full else tasks_v2.Task.View.BASIC
+    if not full:  # BASIC omits the (possibly large) body
+        copy.http_request.body = b""
+    wrapped: tasks_v2.Task = tasks_v2.Task.wrap(copy)
+    return wrapped
+
+
+def attempt_message(
+    schedule_time: datetime, dispatch_time: datetime, now: datetime, status: int | None
+) -> Any:
+    """The `Attempt` output message (raw protobuf) for an attempt that ended `now`."""
+    attempt = _ATTEMPT_PB()
+    attempt.schedule_time.FromDatetime(schedule_time)
+    attempt.dispatch_time.FromDatetime(dispatch_time)
+    if status is not None:
+        attempt.response_time.FromDatetime(now)
+        attempt.response_status.code = 0 if 200 <= status < 300 else grpc_code(status)
+        attempt.response_status.message = f"HTTP {status}"
+    else:
+        attempt.response_status.code = 4
+        attempt.response_status.message = "Deadline exceeded"
+    return attempt
+
+
+def grpc_code(status: int) -> int:
+    exc_class = exceptions.exception_class_for_http_status(status)
+    grpc_code = getattr(exc_class, "grpc_status_code", None)
+    return int(grpc_code.value[0]) if grpc_code is not None else 2  # UNKNOWN
+
+
+def overlay_queue(template: tasks_v2.Queue, queue: tasks_v2.Queue) -> tasks_v2.Queue:
+    """`queue` with the template's retry and rate settings where `queue` leaves them unset."""
+    merged = tasks_v2.Queue(queue)
+    for section in ("retry_config", "rate_limits"):
+        source, target = getattr(template, section), getattr(merged, section)
+        for name in type(source).meta.fields:
+            if name in source and not (name in target and getattr(target, name)):
+                setattr(target, name, getattr(source, name))
+    return merged
