@@ -130,6 +130,12 @@ class _InMemoryTransport:
         self._wrapped_methods = _WrapOnFirstUse(wrap, self._rpcs.values())
 
     @property
+    def operations_client(self) -> _FinishedOperations:
+        """What the clients wrap long-running operations with; the in-memory ones (batch
+        create) are finished when returned, so it is never asked for their state."""
+        return _FinishedOperations(self._api)
+
+    @property
     def kind(self) -> str:
         """Not "grpc_asyncio": that kind makes api_core wrap RPCs as gRPC calls."""
         return self._KIND
@@ -153,6 +159,18 @@ class _WrapOnFirstUse(dict[Callable[..., Any], Callable[..., Any]]):
             raise KeyError(rpc)
         wrapped = self[rpc] = self._wrap(rpc)
         return wrapped
+
+
+class _FinishedOperations:
+    def __init__(self, api: str) -> None:
+        self._api = api
+
+    def _unavailable(self, *args: Any, **kwargs: Any) -> Any:
+        raise exceptions.MethodNotImplemented(
+            f"{self._api}: in-memory operations finish at once; there is nothing to poll"
+        )
+
+    get_operation = cancel_operation = delete_operation = _unavailable
 
 
 class _Closed:

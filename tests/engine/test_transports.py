@@ -255,3 +255,26 @@ def test_every_declared_rpc_is_stable_and_wrapped(transport_class: type[Any]) ->
     assert len(transport._wrapped_methods) == len(rpcs)
     with pytest.raises(KeyError):
         transport._wrapped_methods[lambda request: None]
+
+
+def test_batch_create_returns_a_finished_operation_through_the_real_client() -> None:
+    from datetime import datetime, timezone
+
+    from fastapi_cloud_tasks.engine.clock import VirtualClock
+    from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine
+
+    engine = CloudTasksEngine(VirtualClock(datetime(2026, 1, 1, tzinfo=timezone.utc)))
+    client = tasks_client(engine)
+    queue = "projects/p/locations/l/queues/q"
+    requests = [
+        tasks_v2.CreateTaskRequest(
+            parent=queue, task=tasks_v2.Task(http_request=tasks_v2.HttpRequest(url="http://w/x"))
+        )
+        for _ in range(3)
+    ]
+
+    operation = client.batch_create_tasks(parent=queue, requests=requests)
+
+    assert operation.done()
+    assert len(operation.result().tasks) == 3
+    assert len(engine.pending(queue)) == 3
