@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.api_core import exceptions
 from google.cloud import tasks_v2
@@ -38,6 +39,12 @@ def check_http_request(task: Any) -> None:
     http = task.http_request
     if not http.url.startswith(("http://", "https://")):
         raise exceptions.InvalidArgument("HttpTarget.url must start with 'http://' or 'https://'.")
+    try:
+        host = urlsplit(http.url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise exceptions.InvalidArgument(f"HttpTarget.url {http.url!r} is not a valid URL.")
     if len(http.url) > 2083:
         raise exceptions.InvalidArgument("HttpTarget.url must be at most 2083 characters long.")
     if http.http_method == tasks_v2.HttpMethod.HTTP_METHOD_UNSPECIFIED:

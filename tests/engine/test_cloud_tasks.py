@@ -1026,3 +1026,19 @@ def test_history_keeps_every_created_task_when_asked(clock: VirtualClock) -> Non
     assert engine.history is not None
     assert [r.name for r in engine.history] == [name]
     assert CloudTasksEngine(clock).history is None
+
+
+@pytest.mark.parametrize("url", ["http://", "https:///path", "http://[::1/x"])
+def test_an_unparsable_url_is_invalid_argument(url: str) -> None:
+    from datetime import datetime, timezone
+
+    from google.api_core import exceptions as google_exceptions
+
+    from fastapi_cloud_tasks.engine.clock import VirtualClock
+    from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine
+    from fastapi_cloud_tasks.engine.transports import tasks_client as make_client
+
+    client = make_client(CloudTasksEngine(VirtualClock(datetime(2026, 1, 1, tzinfo=timezone.utc))))
+    task = tasks_v2.Task(http_request=tasks_v2.HttpRequest(url=url))
+    with pytest.raises(google_exceptions.InvalidArgument, match="not a valid URL"):
+        client.create_task(parent="projects/p/locations/l/queues/q", task=task)
