@@ -30,7 +30,7 @@ from fastapi_cloud_tasks.exceptions import (
     arguments_error,
 )
 
-__all__ = ["EndpointSignature", "HttpCall", "endpoint_label"]
+__all__ = ["EndpointSignature", "HttpCall", "endpoint_label", "supplied_by"]
 
 _LOCATIONS = ("path", "query", "header", "cookie", "body")
 # Methods Cloud Tasks and Cloud Scheduler can send, and those that may carry a body.
@@ -71,6 +71,17 @@ class _Param:
 
 class _Undeliverable(Exception):
     pass
+
+
+# Set or reserved by both services whatever the caller sends.
+_SERVICE_HEADERS = frozenset({"user-agent", "host", "content-length", "content-type"})
+
+
+def supplied_by(service_prefix: str) -> Callable[[str], bool]:
+    """A check for headers a service sets (or reserves) itself, the ones a caller never
+    passes: its own (`x-cloudtasks-`, `x-cloudscheduler`), Google's, and the transport's."""
+    prefixes = (service_prefix, "x-google-", "x-appengine-")
+    return lambda header: header.startswith(prefixes) or header in _SERVICE_HEADERS
 
 
 def endpoint_label(route: APIRoute) -> str:

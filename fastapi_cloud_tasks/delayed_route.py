@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from google.cloud import tasks_v2
 
 from fastapi_cloud_tasks import clients
-from fastapi_cloud_tasks.arguments import EndpointSignature, HttpCall
+from fastapi_cloud_tasks.arguments import EndpointSignature, HttpCall, supplied_by
 from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError
 from fastapi_cloud_tasks.options import (
     DelayedHook,
@@ -35,11 +35,7 @@ _METHODS = {name: int(value) for name, value in tasks_v2.HttpMethod.__members__.
 task_endpoints: EndpointRegistry[DelayedTask] = EndpointRegistry()
 
 
-def supplied_by_cloud_tasks(header: str) -> bool:
-    """Headers Cloud Tasks sets (or reserves) itself: the caller never passes them."""
-    return header.startswith(("x-cloudtasks-", "x-google-", "x-appengine-")) or header in (
-        "user-agent", "host", "content-length", "content-type",
-    )
+supplied_by_cloud_tasks = supplied_by("x-cloudtasks-")
 
 
 def build_task_request(

@@ -13,7 +13,7 @@ from google.cloud import scheduler_v1
 from google.protobuf import field_mask_pb2
 
 from fastapi_cloud_tasks import clients
-from fastapi_cloud_tasks.arguments import EndpointSignature
+from fastapi_cloud_tasks.arguments import EndpointSignature, supplied_by
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError, InvalidTaskOptionError
 from fastapi_cloud_tasks.options import as_duration, check_base_url, positive_seconds
 from fastapi_cloud_tasks.registry import EndpointRegistry
@@ -34,11 +34,7 @@ MANAGED_FIELDS = ("http_target", "schedule", "time_zone", "description", "retry_
                   "attempt_deadline")
 
 
-def supplied_by_cloud_scheduler(header: str) -> bool:
-    """Headers Cloud Scheduler sets (or reserves) itself: the caller never passes them."""
-    return header.startswith(("x-cloudscheduler", "x-google-", "x-appengine-")) or header in (
-        "user-agent", "host", "content-length", "content-type",
-    )
+supplied_by_cloud_scheduler = supplied_by("x-cloudscheduler")
 
 
 def default_retry_config() -> scheduler_v1.RetryConfig:

@@ -79,7 +79,6 @@ class TaskRecord:
     forced: bool = False
     in_flight: bool = False
     version: int = 0
-    context: dict[str, Any] = field(default_factory=dict)  # what a driver wants to keep
 
 
 @dataclass(frozen=True)
