@@ -37,7 +37,7 @@ class Emulator:
         http_port: int | None = None,
         queues: list[tasks_v2.Queue] | None = None,
         max_rate: float = 500.0,
-        name_reservation: timedelta = timedelta(hours=1),
+        name_reservation: timedelta = timedelta(hours=24),
         max_in_flight: int = 64,
     ) -> None:
         self.host = host

@@ -76,9 +76,9 @@ class TaskRecord:
     execution_count: int = 0  # attempts that got a non-5xx response
     previous_response: int | None = None
     first_attempt_time: datetime | None = None
-    forced: bool = False
     in_flight: bool = False
     version: int = 0
+    retry_config: tasks_v2.RetryConfig | None = None  # the task's own, completed
 
 
 @dataclass(frozen=True)
@@ -268,41 +268,58 @@ class CloudTasksEngine:
 
     def create_task(self, request: tasks_v2.CreateTaskRequest) -> tasks_v2.Task:
         with self._lock:
-            now = self.clock.now()
-            parent = request.parent
-            queue = self._queue_for_task(parent)
-            # Raw protobuf access: proto-plus attribute access dominated the emulator's CPU.
-            task = copy_message(tasks_v2.Task.pb(request.task))
-            check_http_request(task)
-            if task.name:
-                self._check_new_name(task.name, parent, now)
-            else:
-                task.name = f"{parent}/tasks/{self._random.randrange(10**19):019d}"
-            when = now
-            if task.HasField("schedule_time"):
-                when = max(now, task.schedule_time.ToDatetime(tzinfo=timezone.utc))
-                if when - now > MAX_SCHEDULE_AHEAD:
-                    raise exceptions.InvalidArgument(
-                        "Task.schedule_time is too far in the future: at most 30 days ahead."
-                    )
-            task.schedule_time.FromDatetime(when)
-            if task.HasField("dispatch_deadline") and not (
-                DEADLINE_RANGE[0] <= task.dispatch_deadline.ToTimedelta() <= DEADLINE_RANGE[1]
-            ):
+            return self._commit(request, *self._prepare(request, self.clock.now()))
+
+    def _prepare(
+        self, request: tasks_v2.CreateTaskRequest, now: datetime
+    ) -> tuple[_Queue, Any, datetime, tasks_v2.RetryConfig | None]:
+        """Every create-time check, changing nothing: the stored task (raw protobuf), its
+        first schedule time and its own completed retry config, if it has one."""
+        parent = request.parent
+        queue = self._queue_for_task(parent)
+        # Raw protobuf access: proto-plus attribute access dominated the emulator's CPU.
+        task = copy_message(tasks_v2.Task.pb(request.task))
+        check_http_request(task)
+        if task.name:
+            self._check_new_name(task.name, parent, now)
+        else:
+            task.name = f"{parent}/tasks/{self._random.randrange(10**19):019d}"
+        when = now
+        if task.HasField("schedule_time"):
+            when = max(now, task.schedule_time.ToDatetime(tzinfo=timezone.utc))
+            if when - now > MAX_SCHEDULE_AHEAD:
                 raise exceptions.InvalidArgument(
-                    "Task.dispatch_deadline must be between 15 seconds and 30 minutes."
+                    "Task.schedule_time is too far in the future: at most 30 days ahead."
                 )
-            if task.ByteSize() > MAX_TASK_BYTES:
-                raise exceptions.InvalidArgument("Task size exceeds the maximum of 1 MiB.")
-            task.create_time.FromDatetime(now.replace(microsecond=0))
-            record = TaskRecord(task=tasks_v2.Task.wrap(task), request=request,
-                                seq=next(self._seq), created=now, name=task.name,
-                                queue_name=parent, schedule_time=when)
-            self._tasks[record.name] = record
-            if self.history is not None:
-                self.history.append(record)
-            self._push(queue, record)
-            return task_view(record.task, request.response_view)
+        task.schedule_time.FromDatetime(when)
+        if task.HasField("dispatch_deadline") and not (
+            DEADLINE_RANGE[0] <= task.dispatch_deadline.ToTimedelta() <= DEADLINE_RANGE[1]
+        ):
+            raise exceptions.InvalidArgument(
+                "Task.dispatch_deadline must be between 15 seconds and 30 minutes."
+            )
+        if task.ByteSize() > MAX_TASK_BYTES:
+            raise exceptions.InvalidArgument("Task size exceeds the maximum of 1 MiB.")
+        retry = None
+        if task.HasField("retry_config"):  # checked now, not at its first failure
+            overridden = tasks_v2.Queue(name=parent, retry_config=request.task.retry_config)
+            retry = complete_queue(overridden, max_rate=self.max_rate).retry_config
+        return queue, task, when, retry
+
+    def _commit(
+        self, request: tasks_v2.CreateTaskRequest, queue: _Queue, task: Any, when: datetime,
+        retry: tasks_v2.RetryConfig | None,
+    ) -> tasks_v2.Task:
+        now = self.clock.now()
+        task.create_time.FromDatetime(now.replace(microsecond=0))
+        record = TaskRecord(task=tasks_v2.Task.wrap(task), request=request,
+                            seq=next(self._seq), created=now, name=task.name,
+                            queue_name=request.parent, schedule_time=when, retry_config=retry)
+        self._tasks[record.name] = record
+        if self.history is not None:
+            self.history.append(record)
+        self._push(queue, record)
+        return task_view(record.task, request.response_view)
 
     def batch_create_tasks(self, request: tasks_v2.BatchCreateTasksRequest) -> Any:
         """BatchCreateTasks: up to 100 tasks for one queue, as a finished long-running
@@ -321,13 +338,10 @@ class CloudTasksEngine:
             names = [item.task.name for item in request.requests if item.task.name]
             if len(set(names)) != len(names):
                 raise exceptions.InvalidArgument("The batch names the same task twice.")
-            self._queue_for_task(request.parent)
             now = self.clock.now()
-            for item in request.requests:  # check everything first: all or nothing
-                if item.task.name:
-                    self._check_new_name(item.task.name, request.parent, now)
-                check_http_request(copy_message(tasks_v2.Task.pb(item.task)))
-            created = [self.create_task(item) for item in request.requests]
+            prepared = [self._prepare(item, now) for item in request.requests]  # all or none
+            created = [self._commit(item, *ready)
+                       for item, ready in zip(request.requests, prepared, strict=True)]
             response = tasks_v2.BatchCreateTasksResponse(tasks=created)
             operation = operations_pb2.Operation(
                 name=f"{request.parent}/operations/{self._random.getrandbits(64):016x}",
@@ -389,7 +403,6 @@ class CloudTasksEngine:
         """RunTask: dispatch now, whatever the schedule, pause state or rate limits."""
         with self._lock:
             record = self._task(request.name)
-            record.forced = True
             self._forced[record.name] = record
             task = task_view(record.task, request.response_view)
         if self.on_run_task is not None:
@@ -447,7 +460,6 @@ class CloudTasksEngine:
             forced = [r for r in self._forced.values() if not r.in_flight]
             if forced:
                 record = min(forced, key=lambda r: r.seq)
-                record.forced = False
                 del self._forced[record.name]
                 return self._start(record, self._queues[record.queue_name], now, forced=True)
             best: tuple[datetime, int, _Queue, TaskRecord] | None = None
@@ -568,10 +580,7 @@ class CloudTasksEngine:
             return Outcome.RETRYING
 
     def _retry_config(self, record: TaskRecord) -> tasks_v2.RetryConfig:
-        queue_config = self._queues[record.queue_name].queue.retry_config
-        task_config = getattr(record.task, "retry_config", None)
-        if task_config is None or "retry_config" not in record.task:
-            return queue_config
-        return complete_queue(
-            tasks_v2.Queue(name=record.queue_name, retry_config=task_config)
-        ).retry_config
+        if record.retry_config is not None:
+            return record.retry_config
+        config: tasks_v2.RetryConfig = self._queues[record.queue_name].queue.retry_config
+        return config

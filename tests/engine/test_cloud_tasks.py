@@ -1042,3 +1042,46 @@ def test_an_unparsable_url_is_invalid_argument(url: str) -> None:
     task = tasks_v2.Task(http_request=tasks_v2.HttpRequest(url=url))
     with pytest.raises(google_exceptions.InvalidArgument, match="not a valid URL"):
         client.create_task(parent="projects/p/locations/l/queues/q", task=task)
+
+
+def _fresh_client() -> tasks_v2.CloudTasksClient:
+    from datetime import datetime, timezone
+
+    from fastapi_cloud_tasks.engine.clock import VirtualClock
+    from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine
+    from fastapi_cloud_tasks.engine.transports import tasks_client as make_client
+
+    return make_client(CloudTasksEngine(VirtualClock(datetime(2026, 1, 1, tzinfo=timezone.utc))))
+
+
+def test_a_bad_task_retry_config_is_refused_at_create_not_at_its_first_failure() -> None:
+    from datetime import timedelta
+
+    from google.api_core import exceptions as google_exceptions
+
+    client = _fresh_client()
+    task = tasks_v2.Task(
+        http_request=tasks_v2.HttpRequest(url="http://w/x"),
+        retry_config=tasks_v2.RetryConfig(min_backoff=timedelta(seconds=10),
+                                          max_backoff=timedelta(seconds=1)),
+    )
+    with pytest.raises(google_exceptions.InvalidArgument, match="min_backoff"):
+        client.create_task(parent="projects/p/locations/l/queues/q", task=task)
+    assert list(client.list_tasks(parent="projects/p/locations/l/queues/q")) == []
+
+
+def test_batch_create_creates_nothing_when_a_later_task_is_invalid() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from google.api_core import exceptions as google_exceptions
+
+    client = _fresh_client()
+    queue = "projects/p/locations/l/queues/q"
+    good = tasks_v2.Task(http_request=tasks_v2.HttpRequest(url="http://w/x"))
+    too_late = tasks_v2.Task(http_request=tasks_v2.HttpRequest(url="http://w/x"),
+                             schedule_time=datetime(2026, 1, 1, tzinfo=timezone.utc)
+                             + timedelta(days=40))
+    requests = [tasks_v2.CreateTaskRequest(parent=queue, task=t) for t in (good, too_late)]
+    with pytest.raises(google_exceptions.InvalidArgument, match="too far in the future"):
+        client.batch_create_tasks(parent=queue, requests=requests)
+    assert list(client.list_tasks(parent=queue)) == []
