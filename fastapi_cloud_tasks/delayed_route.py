@@ -43,11 +43,6 @@ def build_task_request(
 ) -> tasks_v2.CreateTaskRequest:
     """The CreateTaskRequest for `call` under `options` (pure: no client, no network)."""
     url = options.base_url + call.path_and_query
-    if len(url) > MAX_URL_LENGTH:
-        raise InvalidTaskOptionError(
-            f"The task URL is {len(url)} characters long; Cloud Tasks accepts at most "
-            f"{MAX_URL_LENGTH}. Move large values from the path or query to the body."
-        )
     # Filled as a raw protobuf and wrapped once: proto-plus constructors cost more than
     # everything else .delay() does.
     message = _CREATE_TASK_PB(parent=options.queue_path)
@@ -66,7 +61,15 @@ def build_task_request(
     request: tasks_v2.CreateTaskRequest = tasks_v2.CreateTaskRequest.wrap(message)
     if options.pre_create_hook is not None:
         request = options.pre_create_hook(request)
-    size = tasks_v2.CreateTaskRequest.pb(request).task.ByteSize()
+    # Checked after the hook, which may have changed the task.
+    task = tasks_v2.CreateTaskRequest.pb(request).task
+    if len(task.http_request.url) > MAX_URL_LENGTH:
+        raise InvalidTaskOptionError(
+            f"The task URL is {len(task.http_request.url)} characters long; Cloud Tasks "
+            f"accepts at most {MAX_URL_LENGTH}. Move large values from the path or query to "
+            "the body."
+        )
+    size = task.ByteSize()
     if size > MAX_TASK_BYTES:
         raise InvalidTaskOptionError(
             f"The task is {size} bytes; Cloud Tasks accepts at most {MAX_TASK_BYTES} (1 MiB). "

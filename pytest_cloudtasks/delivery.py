@@ -8,7 +8,7 @@ TestClient does); async tests await them on their own loop.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +91,3 @@ class Portal:
         if self._stack is not None:
             self._stack.close()
         self._stack = self._portal = None
-
-    @contextlib.contextmanager
-    def closing(self) -> Iterator[Portal]:
-        try:
-            yield self
-        finally:
-            self.close()

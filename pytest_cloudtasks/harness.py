@@ -18,6 +18,7 @@ from fastapi_cloud_tasks.auth import trust_certificates
 from fastapi_cloud_tasks.clients import ClientOverride, override_clients
 from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
 from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch, Outcome
+from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 from fastapi_cloud_tasks.engine.transports import (
     scheduler_async_client,
@@ -189,7 +190,9 @@ class Harness:
         client = self.router.client_for(dispatch.url)
         result = await deliver(client, dispatch.method, dispatch.url, dispatch.headers,
                                dispatch.body)
-        retry_after = _retry_after(result.response)
+        retry_after = parse_retry_after(
+            result.response.headers.get("Retry-After") if result.response is not None else None
+        )
         outcome = registered.source.finish(dispatch, result.status_code, retry_after)
         attempt = Attempt(
             task=captured,
@@ -254,12 +257,6 @@ def _attempt_number(record: Any) -> int:
     count = getattr(record, "dispatch_count", None)  # a task
     return int(record.attempt_count if count is None else count)  # else a job run
 
-
-def _retry_after(response: httpx.Response | None) -> timedelta | None:
-    value = response.headers.get("Retry-After") if response is not None else None
-    if value is not None and value.strip().isdigit():
-        return timedelta(seconds=int(value))
-    return None
 
 
 def _last_response(attempt: Attempt) -> str:

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
+
 __all__ = ["Dispatcher"]
 
 logger = logging.getLogger("fastapi_cloud_tasks.emulator")
@@ -81,9 +83,7 @@ class Dispatcher:
                 content=dispatch.body or None, timeout=dispatch.deadline.total_seconds(),
             )
             status = response.status_code
-            value = response.headers.get("Retry-After", "")
-            if value.strip().isdigit():
-                retry_after = timedelta(seconds=int(value))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except httpx.TimeoutException:
             logger.info("%s %s: no response within %s", dispatch.method, dispatch.url,
                         dispatch.deadline)

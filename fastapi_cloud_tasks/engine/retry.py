@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-__all__ = ["backoff", "retries_exhausted"]
+__all__ = ["backoff", "retries_exhausted", "retry_after"]
 
 MAX_TASK_AGE = timedelta(days=31)
 
@@ -24,6 +24,13 @@ def backoff(
     else:
         wait = min_backoff * (2**max_doublings) * (k - max_doublings)
     return min(max_backoff, wait)
+
+
+def retry_after(value: str | None) -> timedelta | None:
+    """A worker's `Retry-After` header, when it gives a delay in seconds."""
+    if value is not None and value.strip().isdigit():
+        return timedelta(seconds=int(value))
+    return None
 
 
 def retries_exhausted(
