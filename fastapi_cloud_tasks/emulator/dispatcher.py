@@ -10,14 +10,11 @@ the next try sees as `504`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-import httpx
-
+from fastapi_cloud_tasks.emulator.http_delivery import DeliveryError, HttpDelivery
 from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
 
 __all__ = ["Dispatcher"]
@@ -33,17 +30,12 @@ class Source(Protocol):
 
 
 class Dispatcher:
-    def __init__(
-        self, sources: list[Source], http: list[httpx.AsyncClient], max_in_flight: int = 64
-    ) -> None:
+    def __init__(self, sources: list[Source], max_in_flight: int = 64) -> None:
         self._sources = sources
         # One laptop process is not Google's fleet: past a few dozen parallel requests a
         # local worker only slows down, so attempts wait here (still due) beyond this many.
         self.max_in_flight = max_in_flight
-        # Several small connection pools: httpcore's pool does work quadratic in its size on
-        # every request, which dominated the emulator's CPU with one pool of 64.
-        self._http = http
-        self._next_client = itertools.cycle(http)
+        self.http = HttpDelivery(max_idle=max_in_flight)
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -66,33 +58,37 @@ class Dispatcher:
             await self._sleep()
 
     async def _sleep(self) -> None:
-        due = [t for s in self._sources if (t := s.next_due_time()) is not None]
-        timeout = None
-        if due and len(self._inflight) < self.max_in_flight:  # else a finished one wakes us
-            timeout = max(0.0, (min(due) - datetime.now(timezone.utc)).total_seconds())
-            timeout = min(timeout, 60.0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        timer = None
+        if len(self._inflight) < self.max_in_flight:  # else a finished one wakes us
+            due = [t for s in self._sources if (t := s.next_due_time()) is not None]
+            if due:
+                timeout = (min(due) - datetime.now(timezone.utc)).total_seconds()
+                timer = asyncio.get_running_loop().call_later(
+                    min(max(0.0, timeout), 60.0), self._wake.set
+                )
+        await self._wake.wait()
+        if timer is not None:
+            timer.cancel()
 
     async def _deliver(self, source: Source, dispatch: Any) -> None:
         status: int | None = None
         retry_after: timedelta | None = None
         try:
-            response = await next(self._next_client).request(
-                dispatch.method, dispatch.url, headers=dispatch.headers,
-                content=dispatch.body or None, timeout=dispatch.deadline.total_seconds(),
+            response = await self.http.request(
+                dispatch.method, dispatch.url, dispatch.headers, dispatch.body,
+                dispatch.deadline.total_seconds(),
             )
             status = response.status_code
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        except httpx.TimeoutException:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        except TimeoutError:
             logger.info("%s %s: no response within %s", dispatch.method, dispatch.url,
                         dispatch.deadline)
-        except httpx.HTTPError as exc:
+        except DeliveryError as exc:
             logger.info("%s %s: %s", dispatch.method, dispatch.url, exc)
         except Exception as exc:
-            # A request httpx cannot even send (a port out of range, an unparsable host, a
-            # header value that is not ASCII...): still a failed attempt with no response.
-            # Letting it escape would leave the task in flight forever, never retried.
+            # A request that cannot even be sent (a port out of range, a header value that is
+            # not ASCII...): still a failed attempt with no response. Letting it escape
+            # would leave the task in flight forever, never retried.
             logger.warning("%s %s: cannot send the request: %r", dispatch.method, dispatch.url,
                            exc)
         outcome = source.finish(dispatch, status, retry_after)
@@ -110,3 +106,4 @@ class Dispatcher:
             await asyncio.wait(set(self._inflight), timeout=grace)
         for task in list(self._inflight):
             task.cancel()
+        self.http.close()

@@ -36,6 +36,10 @@ TASKS_RPCS: dict[str, tuple[str, Any]] = {
     "DeleteTask": ("delete_task", tasks_v2.DeleteTaskRequest),
     "RunTask": ("run_task", tasks_v2.RunTaskRequest),
 }
+# The RPCs after which something may be due sooner than the dispatcher thinks: only these wake
+# it (a read, a delete or a pause never makes work due, and waking costs a scan).
+WAKING_RPCS = {"CreateTask", "BatchCreateTasks", "RunTask", "ResumeQueue", "UpdateQueue",
+               "CreateJob", "UpdateJob", "ResumeJob", "RunJob"}
 SCHEDULER_RPCS: dict[str, tuple[str, Any]] = {
     "ListJobs": ("list_jobs", scheduler_v1.ListJobsRequest),
     "GetJob": ("get_job", scheduler_v1.GetJobRequest),
@@ -53,6 +57,7 @@ def _handler(
 ) -> grpc.GenericRpcHandler:
     def method(rpc: str, attribute: str, request_type: Any) -> grpc.RpcMethodHandler:
         call = getattr(engine, attribute)
+        wakes = rpc in WAKING_RPCS
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
@@ -63,7 +68,8 @@ def _handler(
             except Exception:
                 logger.exception("%s.%s failed", service, rpc)
                 await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed in the emulator")
-            after()
+            if wakes:
+                after()
             if response is None:
                 return empty_pb2.Empty()
             # proto-plus messages unwrap to protobuf; operations are protobuf already.

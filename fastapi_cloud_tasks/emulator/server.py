@@ -8,7 +8,6 @@ import logging
 from datetime import timedelta
 
 import grpc
-import httpx
 from google.cloud import tasks_v2
 
 from fastapi_cloud_tasks.emulator.dispatcher import Dispatcher
@@ -50,13 +49,7 @@ class Emulator:
         self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens)
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
-        per_pool = 8
-        self._http = [
-            httpx.AsyncClient(limits=httpx.Limits(max_connections=per_pool,
-                                                  max_keepalive_connections=per_pool))
-            for _ in range(max(1, max_in_flight // per_pool))
-        ]
-        self.dispatcher = Dispatcher([self.tasks, self.scheduler], self._http, max_in_flight)
+        self.dispatcher = Dispatcher([self.tasks, self.scheduler], max_in_flight)
         self._server: grpc.aio.Server | None = None
         self._certs_server: asyncio.Server | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
@@ -74,7 +67,6 @@ class Emulator:
                                                         self.http_port)
         self.http_port = self._certs_server.sockets[0].getsockname()[1]
         self._dispatch_task = asyncio.create_task(self.dispatcher.run())
-        self.tasks.on_run_task = lambda record: self.dispatcher.wake()
         logger.warning("Cloud Tasks + Cloud Scheduler emulator on %s:%d (gRPC); certificates "
                        "at http://%s:%d%s", self.host, self.port, self.host, self.http_port,
                        CERTS_PATH)
@@ -88,8 +80,6 @@ class Emulator:
         if self._certs_server is not None:
             self._certs_server.close()
             await self._certs_server.wait_closed()
-        for client in self._http:
-            await client.aclose()
         logger.warning("emulator stopped after %d deliveries", self.dispatcher.delivered)
 
     async def _serve_certs(self, reader: asyncio.StreamReader,

@@ -512,7 +512,7 @@ def test_bad_input_is_answered_and_the_server_keeps_serving(
 
 @pytest.mark.parametrize(("url", "headers"), [
     pytest.param("http://127.0.0.1:99999/x", {}, id="port-out-of-range"),
-    pytest.param("http://bad host/x", {}, id="host-httpx-refuses"),
+    pytest.param("http://bad host/x", {}, id="unresolvable-host"),
     pytest.param("{target}/x", {"X-Note": "caf\u00e9"}, id="non-ascii-header-value"),
 ])
 def test_a_request_that_cannot_be_sent_is_a_failed_attempt_not_a_stuck_task(
