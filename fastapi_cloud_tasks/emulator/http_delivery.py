@@ -78,7 +78,7 @@ class _Connection(asyncio.Protocol):
             event = self.h11.next_event()
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
-            if isinstance(event, h11.Response):
+            if isinstance(event, (h11.Response, h11.InformationalResponse)):
                 self._response = event
             elif isinstance(event, h11.EndOfMessage):
                 self._complete()
@@ -97,6 +97,9 @@ class _Connection(asyncio.Protocol):
                    for name, value in response.headers}
         reply.set_result(Response(response.status_code, headers))
 
+    def time_out(self) -> None:
+        self._fail(TimeoutError("no response within the deadline"))
+
     def _fail(self, exc: Exception) -> None:
         reply, self._reply = self._reply, None
         if reply is not None and not reply.done():
@@ -104,8 +107,10 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return (not self.closed and self.h11.our_state is h11.DONE
-                and self.h11.their_state is h11.DONE)
+        """Open, with the last exchange complete: both sides DONE as the response ends, both
+        IDLE once `start_next_cycle` put it in the idle pool."""
+        states = (self.h11.our_state, self.h11.their_state)
+        return not self.closed and states in ((h11.DONE, h11.DONE), (h11.IDLE, h11.IDLE))
 
     def close(self) -> None:
         self.closed = True
@@ -123,49 +128,62 @@ class HttpDelivery:
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes,
                       timeout: float) -> Response:
-        """One request and its response, within `timeout` seconds (else `TimeoutError`).
+        """One request and its response within `timeout` seconds, else `TimeoutError`.
         Raises `DeliveryError` when no response came, `ValueError` for a request that
         cannot be written (a bad URL, or a header h11 refuses)."""
         parts = urlsplit(url)
         scheme, host = parts.scheme, parts.hostname
         if scheme not in ("http", "https") or not host:
             raise ValueError(f"cannot send to {url!r}: not an http(s) URL with a host")
-        port = parts.port or (443 if scheme == "https" else 80)
+        port = parts.port if parts.port is not None else (443 if scheme == "https" else 80)
         authority = parts.netloc.rpartition("@")[2]
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if not (target.isascii() and target.isprintable()) or " " in target:
             target = quote(target, safe=_URL_SAFE)  # as httpx did: UTF-8, percent-encoded
         key = (scheme, host, port)
-        async with asyncio.timeout(timeout):
-            while True:
-                connection, reused = await self._connection(key)
-                try:
-                    data = self._encode(connection, method, target, authority, headers, body)
-                except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
-                    connection.close()
-                    raise ValueError(f"cannot send {method} {url}: {exc}") from exc
-                try:
-                    response = await connection.send(data)
-                except DeliveryError:
-                    connection.close()
-                    # A kept-alive connection the server closed as we reused it: the request
-                    # never reached the app (no byte came back), so a new connection may send it.
-                    if reused and not connection.received:
-                        continue
-                    raise
-                except BaseException:  # the timeout, or the emulator stopping
-                    connection.close()
-                    raise
-                self._release(key, connection)
-                return response
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        retried = False
+        while True:
+            connection, reused = None if retried else self._idle_connection(key), True
+            if connection is None:
+                connection, reused = await self._connect(key, deadline - loop.time()), False
+            try:
+                data = self._encode(connection, method, target, authority, headers, body)
+            except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
+                connection.close()
+                raise ValueError(f"cannot send {method} {url}: {exc}") from exc
+            # A timer rather than asyncio.timeout (3.11+) or wait_for (a task per request).
+            reply = connection.send(data)
+            timer = loop.call_at(deadline, connection.time_out)
+            try:
+                response = await reply
+            except DeliveryError:
+                connection.close()
+                # A kept-alive connection the server closed as we reused it: the request never
+                # reached the app (no byte came back), so a new connection may send it.
+                if reused and not connection.received:
+                    retried = True  # once, on a new connection
+                    continue
+                raise
+            except BaseException:  # the timeout, or the emulator stopping
+                connection.close()
+                raise
+            finally:
+                timer.cancel()
+            self._release(key, connection)
+            return response
 
-    async def _connection(self, key: tuple[str, str, int]) -> tuple[_Connection, bool]:
+    def _idle_connection(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             connection = idle.pop()
             if connection.reusable:
-                return connection, True
+                return connection
             connection.close()
+        return None
+
+    async def _connect(self, key: tuple[str, str, int], timeout: float) -> _Connection:
         scheme, host, port = key
         context = None
         if scheme == "https":
@@ -173,12 +191,16 @@ class HttpDelivery:
                 self._ssl = ssl.create_default_context()
             context = self._ssl
         try:
-            _, connection = await asyncio.get_running_loop().create_connection(
-                _Connection, host, port, ssl=context
+            _, connection = await asyncio.wait_for(
+                asyncio.get_running_loop().create_connection(_Connection, host, port,
+                                                             ssl=context),
+                max(0.0, timeout),
             )
+        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
+            raise TimeoutError(f"no connection to {host}:{port} within the deadline") from None
         except OSError as exc:
             raise DeliveryError(f"cannot connect to {host}:{port}: {exc}") from exc
-        return connection, False
+        return connection
 
     @staticmethod
     def _encode(connection: _Connection, method: str, target: str, authority: str,

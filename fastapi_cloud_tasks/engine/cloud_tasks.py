@@ -32,6 +32,7 @@ from fastapi_cloud_tasks.engine.task_messages import (
     check_http_request,
     copy_message,
     overlay_queue,
+    set_timestamp,
     task_view,
 )
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
@@ -275,10 +276,11 @@ class CloudTasksEngine:
     ) -> tuple[_Queue, Any, datetime, tasks_v2.RetryConfig | None]:
         """Every create-time check, changing nothing: the stored task (raw protobuf), its
         first schedule time and its own completed retry config, if it has one."""
-        parent = request.parent
-        queue = self._queue_for_task(parent)
         # Raw protobuf access: proto-plus attribute access dominated the emulator's CPU.
-        task = copy_message(tasks_v2.Task.pb(request.task))
+        raw = tasks_v2.CreateTaskRequest.pb(request)
+        parent = raw.parent
+        queue = self._queue_for_task(parent)
+        task = copy_message(raw.task)
         check_http_request(task)
         if task.name:
             self._check_new_name(task.name, parent, now)
@@ -291,7 +293,7 @@ class CloudTasksEngine:
                 raise exceptions.InvalidArgument(
                     "Task.schedule_time is too far in the future: at most 30 days ahead."
                 )
-        task.schedule_time.FromDatetime(when)
+        set_timestamp(task.schedule_time, when)
         if task.HasField("dispatch_deadline") and not (
             DEADLINE_RANGE[0] <= task.dispatch_deadline.ToTimedelta() <= DEADLINE_RANGE[1]
         ):
@@ -311,15 +313,16 @@ class CloudTasksEngine:
         retry: tasks_v2.RetryConfig | None,
     ) -> tasks_v2.Task:
         now = self.clock.now()
-        task.create_time.FromDatetime(now.replace(microsecond=0))
+        set_timestamp(task.create_time, now.replace(microsecond=0))
+        raw = tasks_v2.CreateTaskRequest.pb(request)
         record = TaskRecord(task=tasks_v2.Task.wrap(task), request=request,
                             seq=next(self._seq), created=now, name=task.name,
-                            queue_name=request.parent, schedule_time=when, retry_config=retry)
+                            queue_name=raw.parent, schedule_time=when, retry_config=retry)
         self._tasks[record.name] = record
         if self.history is not None:
             self.history.append(record)
         self._push(queue, record)
-        return task_view(record.task, request.response_view)
+        return task_view(record.task, raw.response_view)
 
     def batch_create_tasks(self, request: tasks_v2.BatchCreateTasksRequest) -> Any:
         """BatchCreateTasks: up to 100 tasks for one queue, as a finished long-running
@@ -575,7 +578,7 @@ class CloudTasksEngine:
             if retry_after is not None and status in (429, 503):
                 wait = max(wait, retry_after)
             record.schedule_time = now + wait
-            task.schedule_time.FromDatetime(record.schedule_time)
+            set_timestamp(task.schedule_time, record.schedule_time)
             self._push(queue, record)
             return Outcome.RETRYING
 

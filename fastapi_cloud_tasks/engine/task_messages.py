@@ -3,7 +3,7 @@ HTTP request, the BASIC/FULL views, the Attempt records, and queue settings temp
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,12 +16,27 @@ __all__ = [
     "copy_message",
     "grpc_code",
     "overlay_queue",
+    "set_timestamp",
     "task_view",
 ]
 
-BODY_METHODS = {tasks_v2.HttpMethod.POST, tasks_v2.HttpMethod.PUT, tasks_v2.HttpMethod.PATCH}
+# Plain ints: comparing proto-plus enums costs more than the rest of a check.
+BODY_METHODS = {int(tasks_v2.HttpMethod.POST), int(tasks_v2.HttpMethod.PUT),
+                int(tasks_v2.HttpMethod.PATCH)}
+_POST = int(tasks_v2.HttpMethod.POST)
+_FULL = int(tasks_v2.Task.View.FULL)
+_BASIC = int(tasks_v2.Task.View.BASIC)
 RESERVED_HEADER_PREFIXES = ("x-google-", "x-appengine-")
 _ATTEMPT_PB = tasks_v2.Attempt.pb()
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def set_timestamp(timestamp: Any, when: datetime) -> None:
+    """`timestamp.FromDatetime(when)` for an aware datetime, without its time-tuple detour
+    (a third of the cost of creating a task)."""
+    delta = when - _EPOCH
+    timestamp.seconds = delta.days * 86400 + delta.seconds
+    timestamp.nanos = delta.microseconds * 1000
 
 
 def copy_message(message: Any) -> Any:
@@ -47,8 +62,8 @@ def check_http_request(task: Any) -> None:
         raise exceptions.InvalidArgument(f"HttpTarget.url {http.url!r} is not a valid URL.")
     if len(http.url) > 2083:
         raise exceptions.InvalidArgument("HttpTarget.url must be at most 2083 characters long.")
-    if http.http_method == tasks_v2.HttpMethod.HTTP_METHOD_UNSPECIFIED:
-        http.http_method = tasks_v2.HttpMethod.POST
+    if not http.http_method:  # HTTP_METHOD_UNSPECIFIED
+        http.http_method = _POST
     if http.body and http.http_method not in BODY_METHODS:
         raise exceptions.InvalidArgument(
             "Body can only be set for POST, PUT or PATCH HTTP requests."
@@ -62,8 +77,8 @@ def check_http_request(task: Any) -> None:
 
 def task_view(task: tasks_v2.Task, view: int) -> tasks_v2.Task:
     copy = copy_message(tasks_v2.Task.pb(task))
-    full = view == tasks_v2.Task.View.FULL
-    copy.view = tasks_v2.Task.View.FULL if full else tasks_v2.Task.View.BASIC
+    full = view == _FULL
+    copy.view = _FULL if full else _BASIC
     if not full:  # BASIC omits the (possibly large) body
         copy.http_request.body = b""
     wrapped: tasks_v2.Task = tasks_v2.Task.wrap(copy)
@@ -75,10 +90,10 @@ def attempt_message(
 ) -> Any:
     """The `Attempt` output message (raw protobuf) for an attempt that ended `now`."""
     attempt = _ATTEMPT_PB()
-    attempt.schedule_time.FromDatetime(schedule_time)
-    attempt.dispatch_time.FromDatetime(dispatch_time)
+    set_timestamp(attempt.schedule_time, schedule_time)
+    set_timestamp(attempt.dispatch_time, dispatch_time)
     if status is not None:
-        attempt.response_time.FromDatetime(now)
+        set_timestamp(attempt.response_time, now)
         attempt.response_status.code = 0 if 200 <= status < 300 else grpc_code(status)
         attempt.response_status.message = f"HTTP {status}"
     else:
