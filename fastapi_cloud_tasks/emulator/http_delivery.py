@@ -62,6 +62,9 @@ class _Connection(asyncio.Protocol):
             self._fail(DeliveryError(f"invalid HTTP response: {exc}"))
 
     def eof_received(self) -> bool:
+        if self._reply is not None and self._response is None:
+            self._fail(DeliveryError("connection closed before the response"))
+            return False
         try:
             self.h11.receive_data(b"")
             self._read_events()
@@ -78,7 +81,7 @@ class _Connection(asyncio.Protocol):
             event = self.h11.next_event()
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
-            if isinstance(event, (h11.Response, h11.InformationalResponse)):
+            if isinstance(event, h11.Response):
                 self._response = event
             elif isinstance(event, h11.EndOfMessage):
                 self._complete()
@@ -110,12 +113,25 @@ class _Connection(asyncio.Protocol):
         """Open, with the last exchange complete: both sides DONE as the response ends, both
         IDLE once `start_next_cycle` put it in the idle pool."""
         states = (self.h11.our_state, self.h11.their_state)
-        return not self.closed and states in ((h11.DONE, h11.DONE), (h11.IDLE, h11.IDLE))
+        return (not self.closed and states in ((h11.DONE, h11.DONE), (h11.IDLE, h11.IDLE))
+                # bytes past the response would be read as the next request's answer
+                and not self.h11.trailing_data[0])
 
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+def _request(method: str, target: str, authority: str, headers: dict[str, str],
+             body: bytes) -> h11.Request:
+    host = authority.encode("ascii") if authority.isascii() else authority.encode("idna")
+    fields = [(b"Host", host)]
+    # ASCII only, as httpx (and so the pytest harness) sends them.
+    fields += [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+    if body or method in ("POST", "PUT", "PATCH"):
+        fields.append((b"Content-Length", str(len(body)).encode()))
+    return h11.Request(method=method, target=target.encode("ascii"), headers=fields)
 
 
 class HttpDelivery:
@@ -140,6 +156,10 @@ class HttpDelivery:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if not (target.isascii() and target.isprintable()) or " " in target:
             target = quote(target, safe=_URL_SAFE)  # as httpx did: UTF-8, percent-encoded
+        try:  # checked before any connection is taken: a bad request sends nothing
+            request = _request(method, target, authority, headers, body)
+        except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
+            raise ValueError(f"cannot send {method} {url}: {exc}") from exc
         key = (scheme, host, port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -148,11 +168,10 @@ class HttpDelivery:
             connection, reused = None if retried else self._idle_connection(key), True
             if connection is None:
                 connection, reused = await self._connect(key, deadline - loop.time()), False
-            try:
-                data = self._encode(connection, method, target, authority, headers, body)
-            except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
-                connection.close()
-                raise ValueError(f"cannot send {method} {url}: {exc}") from exc
+            data = connection.h11.send(request)
+            if body:
+                data += connection.h11.send(h11.Data(data=body))
+            data += connection.h11.send(h11.EndOfMessage())
             # A timer rather than asyncio.timeout (3.11+) or wait_for (a task per request).
             reply = connection.send(data)
             timer = loop.call_at(deadline, connection.time_out)
@@ -201,22 +220,6 @@ class HttpDelivery:
         except OSError as exc:
             raise DeliveryError(f"cannot connect to {host}:{port}: {exc}") from exc
         return connection
-
-    @staticmethod
-    def _encode(connection: _Connection, method: str, target: str, authority: str,
-                headers: dict[str, str], body: bytes) -> bytes:
-        host = authority.encode("ascii") if authority.isascii() else authority.encode("idna")
-        fields = [(b"Host", host)]
-        # ASCII only, as httpx (and so the pytest harness) sends them.
-        fields += [(name.encode("ascii"), value.encode("ascii"))
-                   for name, value in headers.items()]
-        if body or method in ("POST", "PUT", "PATCH"):
-            fields.append((b"Content-Length", str(len(body)).encode()))
-        data = connection.h11.send(h11.Request(method=method, target=target.encode("ascii"),
-                                               headers=fields))
-        if body:
-            data += connection.h11.send(h11.Data(data=body))
-        return data + connection.h11.send(h11.EndOfMessage())
 
     def _release(self, key: tuple[str, str, int], connection: _Connection) -> None:
         if not connection.reusable:
