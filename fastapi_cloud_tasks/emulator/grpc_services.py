@@ -2,13 +2,13 @@
 
 Requests and responses are the protobufs Google's clients send; an engine's
 `google.api_core.exceptions` error becomes the gRPC status the real service would return, and
-any other error an INTERNAL status, so one bad request never stops the server.
+any other error an INTERNAL status, so one bad request never stops the server. The handlers
+are synchronous: they run on grpcio's thread pool (see `server`), never on the event loop.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -36,10 +36,6 @@ TASKS_RPCS: dict[str, tuple[str, Any]] = {
     "DeleteTask": ("delete_task", tasks_v2.DeleteTaskRequest),
     "RunTask": ("run_task", tasks_v2.RunTaskRequest),
 }
-# The RPCs after which something may be due sooner than the dispatcher thinks: only these wake
-# it (a read, a delete or a pause never makes work due, and waking costs a scan).
-WAKING_RPCS = {"CreateTask", "BatchCreateTasks", "RunTask", "ResumeQueue", "UpdateQueue",
-               "CreateJob", "UpdateJob", "ResumeJob", "RunJob"}
 SCHEDULER_RPCS: dict[str, tuple[str, Any]] = {
     "ListJobs": ("list_jobs", scheduler_v1.ListJobsRequest),
     "GetJob": ("get_job", scheduler_v1.GetJobRequest),
@@ -52,24 +48,19 @@ SCHEDULER_RPCS: dict[str, tuple[str, Any]] = {
 }
 
 
-def _handler(
-    service: str, rpcs: dict[str, tuple[str, Any]], engine: Any, after: Callable[[], None]
-) -> grpc.GenericRpcHandler:
+def _handler(service: str, rpcs: dict[str, tuple[str, Any]], engine: Any) -> grpc.GenericRpcHandler:
     def method(rpc: str, attribute: str, request_type: Any) -> grpc.RpcMethodHandler:
         call = getattr(engine, attribute)
-        wakes = rpc in WAKING_RPCS
 
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 response = call(request)
             except exceptions.GoogleAPICallError as exc:
                 code = exc.grpc_status_code or grpc.StatusCode.UNKNOWN
-                await context.abort(code, exc.message)
+                context.abort(code, exc.message)
             except Exception:
                 logger.exception("%s.%s failed", service, rpc)
-                await context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed in the emulator")
-            if wakes:
-                after()
+                context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed in the emulator")
             if response is None:
                 return empty_pb2.Empty()
             # proto-plus messages unwrap to protobuf; operations are protobuf already.
@@ -87,9 +78,9 @@ def _handler(
     return grpc.method_handlers_generic_handler(service, handlers)
 
 
-def tasks_handler(engine: Any, after: Callable[[], None]) -> grpc.GenericRpcHandler:
-    return _handler("google.cloud.tasks.v2.CloudTasks", TASKS_RPCS, engine, after)
+def tasks_handler(engine: Any) -> grpc.GenericRpcHandler:
+    return _handler("google.cloud.tasks.v2.CloudTasks", TASKS_RPCS, engine)
 
 
-def scheduler_handler(engine: Any, after: Callable[[], None]) -> grpc.GenericRpcHandler:
-    return _handler("google.cloud.scheduler.v1.CloudScheduler", SCHEDULER_RPCS, engine, after)
+def scheduler_handler(engine: Any) -> grpc.GenericRpcHandler:
+    return _handler("google.cloud.scheduler.v1.CloudScheduler", SCHEDULER_RPCS, engine)

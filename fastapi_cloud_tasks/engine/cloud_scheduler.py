@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -82,11 +83,15 @@ class JobDispatch:
 
 
 class CloudSchedulerEngine:
-    """In-memory Cloud Scheduler. Thread-safe; time comes from `clock`."""
+    """In-memory Cloud Scheduler. Thread-safe; time comes from `clock`. `on_ready`, as for
+    `CloudTasksEngine`: called when a run may have become due sooner (a job created, updated,
+    resumed or forced)."""
 
-    def __init__(self, clock: Clock, *, tokens: TokenIssuer | None = None) -> None:
+    def __init__(self, clock: Clock, *, tokens: TokenIssuer | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
         self.clock = clock
         self._tokens = tokens
+        self.on_ready = on_ready
         self._jobs: dict[str, JobRecord] = {}
         self._seq = itertools.count()
         self._lock = threading.RLock()
@@ -183,6 +188,7 @@ class CloudSchedulerEngine:
         with self._lock:
             record = self._job(request.name)
             record.forced = True
+            self._ready()
             return self._view(record)
 
     def _job(self, name: str) -> JobRecord:
@@ -206,6 +212,11 @@ class CloudSchedulerEngine:
         if record.cron is None or after != record.next_run:
             record.cron = CronSim(record.job.schedule, after.astimezone(record.zone))
         record.next_run = next(record.cron).astimezone(timezone.utc)
+        self._ready()
+
+    def _ready(self) -> None:
+        if self.on_ready is not None:
+            self.on_ready()
 
     # -- dispatching (the driver's side) -------------------------------------------------
 

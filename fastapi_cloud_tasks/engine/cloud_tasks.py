@@ -117,6 +117,9 @@ class CloudTasksEngine:
 
     `auto_create_queues`: a task sent to a queue nobody created creates it with the defaults
     (in production terraform or the builder made it); a deleted queue stays NotFound.
+    `on_ready`: called when a task may have become due sooner than the driver last heard (a
+    task created or retried on a running queue, a queue resumed or updated, a RunTask), so a
+    driver sleeping until the next due time can look again. It must not block.
     """
 
     def __init__(
@@ -127,7 +130,7 @@ class CloudTasksEngine:
         name_reservation: timedelta = timedelta(hours=24),
         max_rate: float = MAX_RATE,
         tokens: TokenIssuer | None = None,
-        on_run_task: Callable[[TaskRecord], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
         queue_template: tasks_v2.Queue | None = None,
         keep_history: bool = False,
     ) -> None:
@@ -136,7 +139,7 @@ class CloudTasksEngine:
         self.name_reservation = name_reservation
         self.max_rate = max_rate
         self._tokens = tokens
-        self.on_run_task = on_run_task
+        self.on_ready = on_ready
         self.queue_template = queue_template
         # Every task ever created, for a test to inspect; the emulator keeps none.
         self.history: list[TaskRecord] | None = [] if keep_history else None
@@ -225,6 +228,7 @@ class CloudTasksEngine:
             rates = stored.rate_limits
             current.bucket = TokenBucket(rates.max_dispatches_per_second,
                                          rates.max_burst_size, self.clock.now())
+            self._ready()
             return tasks_v2.Queue(stored)
 
     def delete_queue(self, request: tasks_v2.DeleteQueueRequest) -> None:
@@ -254,6 +258,8 @@ class CloudTasksEngine:
         with self._lock:
             queue = self._queue(name, NOT_FOUND)
             queue.queue.state = state  # type: ignore[assignment]
+            if queue.running:
+                self._ready()
             return tasks_v2.Queue(queue.queue)
 
     def _queue(self, name: str, missing: str) -> _Queue:
@@ -407,10 +413,8 @@ class CloudTasksEngine:
         with self._lock:
             record = self._task(request.name)
             self._forced[record.name] = record
-            task = task_view(record.task, request.response_view)
-        if self.on_run_task is not None:
-            self.on_run_task(record)
-        return task
+            self._ready()
+            return task_view(record.task, request.response_view)
 
     def _task(self, name: str) -> TaskRecord:
         record = self._tasks.get(name)
@@ -431,6 +435,12 @@ class CloudTasksEngine:
     def _push(self, queue: _Queue, record: TaskRecord) -> None:
         record.version += 1
         heapq.heappush(queue.heap, (record.schedule_time, record.seq, record.version, record.name))
+        if queue.running:
+            self._ready()
+
+    def _ready(self) -> None:
+        if self.on_ready is not None:
+            self.on_ready()
 
     # -- dispatching (the driver's side) -------------------------------------------------
 

@@ -944,3 +944,26 @@ def test_jobs_due_at_the_same_time_run_in_creation_order(
         create(client, job_id, schedule="0 1 * * *")
     runs = drive(engine, clock, utc(2026, 4, 1, 2))
     assert [d.headers["X-CloudScheduler-JobName"] for d, _ in runs] == ["zeta", "alpha", "mid"]
+
+
+def test_on_ready_is_called_when_a_run_may_be_due_sooner(
+    engine: CloudSchedulerEngine, client: scheduler_v1.CloudSchedulerClient
+) -> None:
+    """The emulator's dispatcher sleeps until the next run; these changes must wake it."""
+    calls: list[int] = []
+    engine.on_ready = lambda: calls.append(1)
+
+    def called(action: Callable[[], object]) -> bool:
+        calls.clear()
+        action()
+        return bool(calls)
+
+    name = job_name()
+    assert called(lambda: create(client))
+    assert not called(lambda: client.get_job(name=name))
+    assert not called(lambda: client.pause_job(name=name))
+    assert called(lambda: client.run_job(name=name))
+    assert called(lambda: client.resume_job(name=name))
+    assert called(lambda: client.update_job(job=scheduler_v1.Job(name=name,
+                                                                 schedule="*/5 * * * *")))
+    assert not called(lambda: client.delete_job(name=name))

@@ -854,13 +854,32 @@ def test_run_task_that_fails_is_rescheduled_at_now_plus_backoff(
     assert engine.next_due_time() == START + timedelta(seconds=7)
 
 
-def test_run_task_calls_the_drivers_hook(clock: VirtualClock) -> None:
-    seen: list[str] = []
-    engine = CloudTasksEngine(clock, on_run_task=lambda record: seen.append(record.name))
+def test_on_ready_is_called_when_work_may_be_due_sooner(clock: VirtualClock) -> None:
+    """A driver sleeping until the next due time hears of every change that can make work
+    due sooner, and of none that cannot (reads, deletes, a paused queue's new tasks)."""
+    calls: list[int] = []
+    engine = CloudTasksEngine(clock, on_ready=lambda: calls.append(1))
     client = tasks_client(engine)
+
+    def called(action: Callable[[], object]) -> bool:
+        calls.clear()
+        action()
+        return bool(calls)
+
+    queue = create(client).name.rsplit("/tasks/", 1)[0]
+    assert called(lambda: create(client))
     name = create(client).name
-    client.run_task(name=name)
-    assert seen == [name]
+    assert not called(lambda: client.get_task(name=name))
+    assert not called(lambda: client.list_tasks(parent=queue))
+    assert called(lambda: client.run_task(name=name))
+    assert not called(lambda: client.pause_queue(name=queue))
+    assert not called(lambda: create(client))  # paused: nothing can be due
+    assert not called(lambda: client.delete_task(name=name))
+    assert called(lambda: client.resume_queue(name=queue))
+    assert called(lambda: client.update_queue(
+        queue=tasks_v2.Queue(name=queue, rate_limits=tasks_v2.RateLimits(
+            max_dispatches_per_second=5)),
+    ))
 
 
 # -- rate limits -------------------------------------------------------------------------
