@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # we log each delivery ourselves
     emulator = Emulator(args.host, args.port, http_port=args.http_port, queues=args.queue,
                         max_rate=args.max_rate)
     asyncio.run(_serve(emulator))
