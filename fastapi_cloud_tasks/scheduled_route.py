@@ -17,7 +17,7 @@ from fastapi_cloud_tasks.arguments import EndpointSignature, supplied_by
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError, InvalidTaskOptionError
 from fastapi_cloud_tasks.options import as_duration, check_base_url, positive_seconds
 from fastapi_cloud_tasks.registry import EndpointRegistry
-from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone
+from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone, complete_retry_config
 
 __all__ = ["ScheduledJob", "ScheduledRouteBuilder", "ScheduledTask"]
 
@@ -37,21 +37,10 @@ MANAGED_FIELDS = ("http_target", "schedule", "time_zone", "description", "retry_
 supplied_by_cloud_scheduler = supplied_by("x-cloudscheduler")
 
 
-def default_retry_config() -> scheduler_v1.RetryConfig:
-    """Cloud Scheduler's defaults: no retries; 5 s to 1 h backoff, 5 doublings."""
-    return scheduler_v1.RetryConfig(
-        retry_count=0,
-        min_backoff_duration=timedelta(seconds=5),
-        max_backoff_duration=timedelta(hours=1),
-        max_doublings=5,
-        max_retry_duration=timedelta(0),
-    )
-
-
 def check_retry_config(value: object) -> scheduler_v1.RetryConfig:
     """A complete RetryConfig (defaults filled in) from None, a dict or a RetryConfig."""
     if value is None:
-        return default_retry_config()
+        return complete_retry_config(scheduler_v1.RetryConfig())
     if isinstance(value, Mapping):
         try:
             value = scheduler_v1.RetryConfig(**value)
@@ -62,28 +51,7 @@ def check_retry_config(value: object) -> scheduler_v1.RetryConfig:
             f"retry_config={value!r} must be a scheduler_v1.RetryConfig, a dict of its fields "
             "or None."
         )
-    config = default_retry_config()
-    # proto-plus leaves unset fields at zero: only copy what the caller set.
-    for field in ("retry_count", "min_backoff_duration", "max_backoff_duration", "max_doublings",
-                  "max_retry_duration"):
-        if field in value:
-            setattr(config, field, getattr(value, field))
-    if not 0 <= config.retry_count <= 5:
-        raise InvalidScheduleError(
-            f"retry_config.retry_count={config.retry_count} is outside 0..5, the range Cloud "
-            "Scheduler allows."
-        )
-    for field in ("min_backoff_duration", "max_backoff_duration", "max_retry_duration"):
-        if getattr(config, field) < timedelta(0):
-            raise InvalidScheduleError(f"retry_config.{field} must not be negative.")
-    if config.min_backoff_duration > config.max_backoff_duration:
-        raise InvalidScheduleError(
-            "retry_config.min_backoff_duration is longer than max_backoff_duration; "
-            "swap them or raise the maximum."
-        )
-    if config.max_doublings < 0:
-        raise InvalidScheduleError("retry_config.max_doublings must not be negative.")
-    return config
+    return complete_retry_config(value)
 
 
 def _comparable(job: scheduler_v1.Job) -> scheduler_v1.Job:

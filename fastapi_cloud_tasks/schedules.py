@@ -1,16 +1,28 @@
-"""Cloud Scheduler's schedule format (unix cron, 5 fields) and time zones, checked locally."""
+"""Cloud Scheduler's rules for a job's schedule (unix cron, 5 fields), time zone and retry
+config, checked locally: by the library before it sends a job, and by the fake service."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
+from google.cloud import scheduler_v1
 
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError
 
-__all__ = ["check_schedule", "check_time_zone"]
+__all__ = ["RETRY_DEFAULTS", "check_schedule", "check_time_zone", "complete_retry_config"]
+
+# What Cloud Scheduler uses for a RetryConfig field the job leaves unset (retry_count and
+# max_retry_duration default to 0: no retries, no time limit).
+RETRY_DEFAULTS = {
+    "retry_count": 0,
+    "min_backoff_duration": timedelta(seconds=5),
+    "max_backoff_duration": timedelta(hours=1),
+    "max_doublings": 5,
+    "max_retry_duration": timedelta(0),
+}
 
 _UNSUPPORTED = re.compile(r"[LW#?]")
 # Month and weekday names, removed before looking for L and W (JUL and WED contain them).
@@ -66,3 +78,28 @@ def check_time_zone(time_zone: object) -> ZoneInfo:
             f"time_zone={time_zone!r} is not in the tz database; use a name such as 'UTC', "
             "'Europe/London' or 'Asia/Kolkata'."
         ) from None
+
+
+def complete_retry_config(config: scheduler_v1.RetryConfig) -> scheduler_v1.RetryConfig:
+    """`config` with Cloud Scheduler's defaults where it leaves a field unset, checked
+    against the service's ranges (else InvalidScheduleError)."""
+    complete = scheduler_v1.RetryConfig(config)
+    for field, default in RETRY_DEFAULTS.items():
+        if field not in config:  # proto-plus reads unset fields as zero: only defaults differ
+            setattr(complete, field, default)
+    if not 0 <= complete.retry_count <= 5:
+        raise InvalidScheduleError(
+            f"retry_config.retry_count={complete.retry_count} is outside 0..5, the range Cloud "
+            "Scheduler allows."
+        )
+    for field in ("min_backoff_duration", "max_backoff_duration", "max_retry_duration"):
+        if getattr(complete, field) < timedelta(0):
+            raise InvalidScheduleError(f"retry_config.{field} must not be negative.")
+    if complete.min_backoff_duration > complete.max_backoff_duration:
+        raise InvalidScheduleError(
+            "retry_config.min_backoff_duration is longer than max_backoff_duration; "
+            "swap them or raise the maximum."
+        )
+    if complete.max_doublings < 0:
+        raise InvalidScheduleError("retry_config.max_doublings must not be negative.")
+    return complete

@@ -24,6 +24,7 @@ _METHOD_NAMES = {int(value): name for name, value in tasks_v2.HttpMethod.__membe
 _JOB_METHOD_NAMES = {
     int(value): name for name, value in scheduler_v1.HttpMethod.__members__.items()
 }
+_JOB_STATE_NAMES = {int(value): name for name, value in scheduler_v1.Job.State.__members__.items()}
 
 
 def find_endpoint(
@@ -152,7 +153,7 @@ class CapturedJob(_Captured):
         self.method = _JOB_METHOD_NAMES[target.http_method or 1]
         self.headers = dict(target.headers)
         self.body = target.body
-        self.state: str = scheduler_v1.Job.State(copy.state).name
+        self.state: str = _JOB_STATE_NAMES[copy.state]
         self.next_run: datetime | None = record.next_run
 
     @property

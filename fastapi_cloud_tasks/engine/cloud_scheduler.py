@@ -25,9 +25,10 @@ from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.cloud_tasks import Outcome
 from fastapi_cloud_tasks.engine.fields import copy_path, page
 from fastapi_cloud_tasks.engine.retry import backoff
+from fastapi_cloud_tasks.engine.task_messages import set_timestamp
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError
-from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone
+from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone, complete_retry_config
 
 __all__ = ["CloudSchedulerEngine", "JobDispatch", "JobRecord"]
 
@@ -287,7 +288,7 @@ class CloudSchedulerEngine:
                 self._schedule_next(record, now - timedelta(microseconds=1))
             record.attempt_count += 1
             job = scheduler_v1.Job.pb(record.job)
-            job.last_attempt_time.FromDatetime(dispatch.dispatch_time)
+            set_timestamp(job.last_attempt_time, dispatch.dispatch_time)
             ok = status is not None and 200 <= status < 300
             job.status.code = 0 if ok else 2
             job.status.message = "" if ok else f"HTTP {status or 504}"
@@ -326,19 +327,10 @@ def _complete(job: scheduler_v1.Job) -> ZoneInfo:
         raise exceptions.InvalidArgument("HttpTarget.uri must start with 'http://' or 'https://'.")
     if target.http_method == scheduler_v1.HttpMethod.HTTP_METHOD_UNSPECIFIED:
         target.http_method = scheduler_v1.HttpMethod.POST  # type: ignore[assignment]
-    config = job.retry_config
-    defaults: dict[str, Any] = {"min_backoff_duration": timedelta(seconds=5),
-                                "max_backoff_duration": timedelta(hours=1),
-                                "max_doublings": 5}
-    for field, value in defaults.items():
-        if field not in config:
-            setattr(config, field, value)
-    if not 0 <= config.retry_count <= 5:
-        raise exceptions.InvalidArgument("RetryConfig.retry_count must be between 0 and 5.")
-    if config.min_backoff_duration > config.max_backoff_duration:
-        raise exceptions.InvalidArgument(
-            "RetryConfig.min_backoff_duration must not exceed max_backoff_duration."
-        )
+    try:
+        job.retry_config = complete_retry_config(job.retry_config)
+    except InvalidScheduleError as exc:
+        raise exceptions.InvalidArgument(str(exc)) from None
     if "attempt_deadline" not in job:
         job.attempt_deadline = DEFAULT_DEADLINE
     elif not DEADLINE_RANGE[0] <= job.attempt_deadline <= DEADLINE_RANGE[1]:
