@@ -8,17 +8,19 @@ credentials at all.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from google.cloud import scheduler_v1, tasks_v2
 
 __all__ = [
     "ClientOverride",
+    "EmulatorTransport",
     "emulator_async_client",
     "emulator_client",
     "emulator_scheduler_async_client",
@@ -27,13 +29,23 @@ __all__ = [
 ]
 
 DEFAULT_EMULATOR_HOST = "localhost:8123"
+EmulatorTransport = Literal["grpc", "rest"]
+_ADDRESS = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[^:/\[\]]+)(?::(?P<port>\d+))?")
 
 
-def emulator_client(host: str = DEFAULT_EMULATOR_HOST) -> tasks_v2.CloudTasksClient:
-    """A Cloud Tasks client that talks gRPC to a local emulator without credentials.
+def emulator_client(
+    host: str = DEFAULT_EMULATOR_HOST, *, transport: EmulatorTransport = "grpc",
+    http_port: int | None = None,
+) -> tasks_v2.CloudTasksClient:
+    """A Cloud Tasks client for a local emulator, without credentials.
 
-    The channel connects lazily, so this can run at import time.
+    `host` is the emulator's gRPC address (`HOST:PORT`, as its READY line prints it).
+    `transport="rest"` uses Google's REST transport (HTTP/1.1 JSON) instead, on the emulator's
+    HTTP port: `http_port`, by default PORT + 1 as the emulator's `--http-port`. Neither
+    connects before the first call, so this can run at import time.
     """
+    if _rest(transport, http_port):
+        return tasks_v2.CloudTasksClient(**_rest_settings(host, http_port))
     import grpc
     from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
@@ -42,8 +54,12 @@ def emulator_client(host: str = DEFAULT_EMULATOR_HOST) -> tasks_v2.CloudTasksCli
     )
 
 
-def emulator_async_client(host: str = DEFAULT_EMULATOR_HOST) -> tasks_v2.CloudTasksAsyncClient:
-    """The asyncio twin of `emulator_client`; create it where it will be awaited."""
+def emulator_async_client(
+    host: str = DEFAULT_EMULATOR_HOST, *, transport: EmulatorTransport = "grpc",
+) -> tasks_v2.CloudTasksAsyncClient:
+    """The asyncio twin of `emulator_client`; create it where it will be awaited. gRPC only:
+    Google's asyncio clients have no REST transport."""
+    _grpc_only(transport, tasks_v2.CloudTasksAsyncClient)
     from google.cloud.tasks_v2.services.cloud_tasks.transports import (
         CloudTasksGrpcAsyncIOTransport,
     )
@@ -55,9 +71,13 @@ def emulator_async_client(host: str = DEFAULT_EMULATOR_HOST) -> tasks_v2.CloudTa
 
 
 def emulator_scheduler_client(
-    host: str = DEFAULT_EMULATOR_HOST,
+    host: str = DEFAULT_EMULATOR_HOST, *, transport: EmulatorTransport = "grpc",
+    http_port: int | None = None,
 ) -> scheduler_v1.CloudSchedulerClient:
-    """A Cloud Scheduler client for the local emulator (it serves both APIs on one port)."""
+    """A Cloud Scheduler client for the local emulator (it serves both APIs on one port);
+    `transport` and `http_port` as for `emulator_client`."""
+    if _rest(transport, http_port):
+        return scheduler_v1.CloudSchedulerClient(**_rest_settings(host, http_port))
     import grpc
     from google.cloud.scheduler_v1.services.cloud_scheduler.transports import (
         CloudSchedulerGrpcTransport,
@@ -69,9 +89,11 @@ def emulator_scheduler_client(
 
 
 def emulator_scheduler_async_client(
-    host: str = DEFAULT_EMULATOR_HOST,
+    host: str = DEFAULT_EMULATOR_HOST, *, transport: EmulatorTransport = "grpc",
 ) -> scheduler_v1.CloudSchedulerAsyncClient:
-    """The asyncio twin of `emulator_scheduler_client`."""
+    """The asyncio twin of `emulator_scheduler_client` (gRPC only, like
+    `emulator_async_client`)."""
+    _grpc_only(transport, scheduler_v1.CloudSchedulerAsyncClient)
     from google.cloud.scheduler_v1.services.cloud_scheduler.transports import (
         CloudSchedulerGrpcAsyncIOTransport,
     )
@@ -80,6 +102,40 @@ def emulator_scheduler_async_client(
     return scheduler_v1.CloudSchedulerAsyncClient(
         transport=CloudSchedulerGrpcAsyncIOTransport(channel=aio.insecure_channel(host))
     )
+
+
+def _rest(transport: str, http_port: int | None) -> bool:
+    if transport not in ("grpc", "rest"):
+        raise ValueError(f"transport={transport!r}: use 'grpc' or 'rest'.")
+    if http_port is not None and transport != "rest":
+        raise ValueError(f"http_port={http_port!r} is the REST port: pass transport='rest' "
+                         "with it, or leave it out for gRPC.")
+    return transport == "rest"
+
+
+def _rest_settings(host: str, http_port: int | None) -> dict[str, Any]:
+    """Client arguments for the emulator's REST port: plain HTTP, anonymous credentials."""
+    from google.auth.credentials import AnonymousCredentials
+
+    address = _ADDRESS.fullmatch(host)
+    if address is None or (http_port is None and address["port"] is None):
+        raise ValueError(f"host={host!r}: expected HOST:PORT, the emulator's gRPC address (its "
+                         "REST port is PORT + 1 unless http_port says otherwise).")
+    port = int(address["port"]) + 1 if http_port is None else http_port
+    return {
+        "transport": "rest",
+        "credentials": AnonymousCredentials(),
+        "client_options": {"api_endpoint": f"http://{address['name']}:{port}"},
+    }
+
+
+def _grpc_only(transport: str, client_class: type) -> None:
+    if _rest(transport, None):
+        raise ValueError(
+            f"transport='rest' is not available for {client_class.__name__}: Google's asyncio "
+            "clients for Cloud Tasks and Cloud Scheduler have no REST transport. Use "
+            "transport='grpc' (the default), or the synchronous client with transport='rest'."
+        )
 
 
 @dataclass(frozen=True)

@@ -47,12 +47,13 @@ def parse_queue(text: str) -> tasks_v2.Queue:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fastapi_cloud_tasks.emulator",
-        description="Local Cloud Tasks and Cloud Scheduler for Google's own clients (gRPC).",
+        description="Local Cloud Tasks and Cloud Scheduler for Google's own clients (gRPC "
+                    "and REST).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=8123, help="gRPC port (0: any free port)")
     parser.add_argument("--http-port", type=int, default=None,
-                        help="port for the token certificates (default: gRPC port + 1)")
+                        help="port for REST and the token certificates (default: gRPC port + 1)")
     parser.add_argument("--queue", action="append", type=parse_queue, default=[],
                         metavar="PATH[,key=value...]",
                         help="create a queue at start, e.g. projects/p/locations/l/queues/q,"

@@ -1,10 +1,12 @@
-"""The emulator process: gRPC services, HTTP delivery, and the certificates its tokens use."""
+"""The emulator process: the services over gRPC and over REST, HTTP delivery, and the
+certificates its tokens use."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -13,6 +15,9 @@ from google.cloud import tasks_v2
 
 from fastapi_cloud_tasks.emulator.dispatcher import Dispatcher
 from fastapi_cloud_tasks.emulator.grpc_services import scheduler_handler, tasks_handler
+from fastapi_cloud_tasks.emulator.http_server import HttpResponse, HttpServer, Router
+from fastapi_cloud_tasks.emulator.rest import add_rest_routes
+from fastapi_cloud_tasks.emulator.rpcs import SCHEDULER, TASKS
 from fastapi_cloud_tasks.engine.clock import SystemClock
 from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
 from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine
@@ -26,8 +31,8 @@ JWKS_PATH = "/oauth2/v3/certs"
 
 
 class Emulator:
-    """Cloud Tasks + Cloud Scheduler on `host:port` (gRPC) and their signing certificates on
-    `host:http_port` (HTTP: /oauth2/v1/certs as PEM, /oauth2/v3/certs as JWKS)."""
+    """Cloud Tasks + Cloud Scheduler on `host:port` (gRPC) and on `host:http_port` (REST, with
+    the token signing certificates: /oauth2/v1/certs as PEM, /oauth2/v3/certs as JWKS)."""
 
     def __init__(
         self,
@@ -52,7 +57,7 @@ class Emulator:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
         self.dispatcher = Dispatcher([self.tasks, self.scheduler], max_in_flight)
         self._server: grpc.Server | None = None
-        self._certs_server: asyncio.Server | None = None
+        self._http_server: HttpServer | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -68,12 +73,12 @@ class Emulator:
         self.port = server.add_insecure_port(f"{self.host}:{self.port}")
         server.start()
         self._server = server
-        self._certs_server = await asyncio.start_server(self._serve_certs, self.host,
-                                                        self.http_port)
-        self.http_port = self._certs_server.sockets[0].getsockname()[1]
+        self._http_server = HttpServer(self._http_routes())
+        self.http_port = await self._http_server.start(self.host, self.http_port)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run())
-        logger.warning("Cloud Tasks + Cloud Scheduler emulator on %s:%d (gRPC); certificates "
-                       "at http://%s:%d%s", self.host, self.port, self.host, self.http_port,
+        logger.warning("Cloud Tasks + Cloud Scheduler emulator on %s:%d (gRPC) and "
+                       "http://%s:%d (REST); certificates at http://%s:%d%s", self.host,
+                       self.port, self.host, self.http_port, self.host, self.http_port,
                        CERTS_PATH)
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -82,32 +87,20 @@ class Emulator:
             self._dispatch_task.cancel()
         if self._server is not None:
             await asyncio.to_thread(self._server.stop(grace).wait)
-        if self._certs_server is not None:
-            self._certs_server.close()
-            await self._certs_server.wait_closed()
+        if self._http_server is not None:
+            await self._http_server.stop()
         logger.warning("emulator stopped after %d deliveries", self.dispatcher.delivered)
 
-    async def _serve_certs(self, reader: asyncio.StreamReader,
-                           writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = (await asyncio.wait_for(reader.readline(), 5)).decode("latin-1")
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request_line.split()
-            path = parts[1] if len(parts) > 1 else ""
-            if path == CERTS_PATH:
-                status, body = "200 OK", json.dumps(self.tokens.certificates()).encode()
-            elif path == JWKS_PATH:
-                status, body = "200 OK", json.dumps(self.tokens.jwks()).encode()
-            else:
-                status, body = "404 Not Found", b'{"error": "not found"}'
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                f"Cache-Control: public, max-age=300\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode() + body
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    def _http_routes(self) -> Router:
+        router = Router()
+        router.add("GET", re.escape(CERTS_PATH),
+                   lambda request, match: _certs(self.tokens.certificates()))
+        router.add("GET", re.escape(JWKS_PATH), lambda request, match: _certs(self.tokens.jwks()))
+        add_rest_routes(router, TASKS, self.tasks)
+        add_rest_routes(router, SCHEDULER, self.scheduler)
+        return router
+
+
+def _certs(document: object) -> HttpResponse:
+    return HttpResponse(200, json.dumps(document).encode(), content_type="application/json",
+                        headers=(("Cache-Control", "public, max-age=300"),))
