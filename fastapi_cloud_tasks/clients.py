@@ -44,7 +44,7 @@ def emulator_client(
     HTTP port: `http_port`, by default PORT + 1 as the emulator's `--http-port`. Neither
     connects before the first call, so this can run at import time.
     """
-    if _rest(transport, http_port):
+    if _wants_rest(transport, http_port):
         return tasks_v2.CloudTasksClient(**_rest_settings(host, http_port))
     import grpc
     from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
@@ -76,7 +76,7 @@ def emulator_scheduler_client(
 ) -> scheduler_v1.CloudSchedulerClient:
     """A Cloud Scheduler client for the local emulator (it serves both APIs on one port);
     `transport` and `http_port` as for `emulator_client`."""
-    if _rest(transport, http_port):
+    if _wants_rest(transport, http_port):
         return scheduler_v1.CloudSchedulerClient(**_rest_settings(host, http_port))
     import grpc
     from google.cloud.scheduler_v1.services.cloud_scheduler.transports import (
@@ -104,7 +104,7 @@ def emulator_scheduler_async_client(
     )
 
 
-def _rest(transport: str, http_port: int | None) -> bool:
+def _wants_rest(transport: str, http_port: int | None) -> bool:
     if transport not in ("grpc", "rest"):
         raise ValueError(f"transport={transport!r}: use 'grpc' or 'rest'.")
     if http_port is not None and transport != "rest":
@@ -130,7 +130,7 @@ def _rest_settings(host: str, http_port: int | None) -> dict[str, Any]:
 
 
 def _grpc_only(transport: str, client_class: type) -> None:
-    if _rest(transport, None):
+    if _wants_rest(transport, None):
         raise ValueError(
             f"transport='rest' is not available for {client_class.__name__}: Google's asyncio "
             "clients for Cloud Tasks and Cloud Scheduler have no REST transport. Use "
