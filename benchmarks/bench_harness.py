@@ -6,9 +6,11 @@
     runs on an event loop in a helper thread: an anyio blocking portal started inside the timed
     section, as the harness starts its own lazily inside its first drain; neither portal's
     shutdown is timed. Enqueueing happens before the clock starts. Also shown: by hand with a
-    new AsyncClient per request (what `delivery.deliver` does), and starlette's `TestClient`
-    sending them synchronously, with and without a with-block (these two send the first 100
-    requests only: they are slow, and their cost per request does not depend on the count).
+    new AsyncClient per request, and starlette's `TestClient` sending them synchronously, with
+    and without a with-block (these two send the first 100 requests only: they are slow, and
+    their cost per request does not depend on the count). The harness itself calls the ASGI app
+    directly with the scope a server would build (`pytest_cloudtasks.delivery`), not through
+    httpx: the by-hand baselines pay httpx's request models, the harness does not.
 (b) What the `cloudtasks_harness` fixture costs a test that does nothing: building a Harness
     and a CloudTasksQueue and closing them, in process (also with `start=`, which freezes the
     clock at once); and end to end through pytest itself, 300 trivial tests requesting
@@ -241,11 +243,18 @@ def fixture_cycles(
 # -- the by-hand paths -----------------------------------------------------------------------
 
 
+def _plain(client: Any) -> Any:
+    """`client` without httpx's default Accept, Accept-Encoding, Connection and User-Agent
+    headers: the harness sends what Cloud Tasks sends, and the app must see equal requests."""
+    client.headers.clear()
+    return client
+
+
 async def _send_all(target: Any, requests: list[Request]) -> list[int]:
     """What a careful user writes: one AsyncClient over httpx's ASGI transport."""
     transport = httpx.ASGITransport(app=target)
     statuses = []
-    async with httpx.AsyncClient(transport=transport) as client:
+    async with _plain(httpx.AsyncClient(transport=transport)) as client:
         for method, url, headers, body in requests:
             response = await client.request(method, url, headers=headers, content=body)
             statuses.append(response.status_code)
@@ -253,11 +262,11 @@ async def _send_all(target: Any, requests: list[Request]) -> list[int]:
 
 
 async def _send_each_new_client(target: Any, requests: list[Request]) -> list[int]:
-    """Diagnostic: a new AsyncClient and transport per request, as `delivery.deliver` does."""
+    """Diagnostic: a new AsyncClient and transport per request."""
     statuses = []
     for method, url, headers, body in requests:
         transport = httpx.ASGITransport(app=target)
-        async with httpx.AsyncClient(transport=transport) as client:
+        async with _plain(httpx.AsyncClient(transport=transport)) as client:
             response = await client.request(method, url, headers=headers, content=body)
         statuses.append(response.status_code)
     return statuses
@@ -304,7 +313,7 @@ def starlette_client_plain(requests: list[Request], target: Any = app) -> tuple[
     """`TestClient(app).request(...)` outside a with-block: a portal (thread) per request."""
     gc.collect()
     watch = Stopwatch()
-    client = TestClient(target)
+    client = _plain(TestClient(target))
     statuses = [
         client.request(method, url, headers=headers, content=body).status_code
         for method, url, headers, body in requests
@@ -318,7 +327,7 @@ def starlette_client_with(requests: list[Request], target: Any = app) -> tuple[T
     """`with TestClient(app) as client:`: one portal for every request (lifespan included)."""
     gc.collect()
     watch = Stopwatch()
-    client = TestClient(target)
+    client = _plain(TestClient(target))
     client.__enter__()
     try:
         statuses = [

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from fastapi_cloud_tasks.engine.transports import (
 )
 from pytest_cloudtasks.captured import CapturedJob, CapturedTask
 from pytest_cloudtasks.clock import HarnessClock
-from pytest_cloudtasks.delivery import AppRouter, Portal, deliver
+from pytest_cloudtasks.delivery import AppRouter, Delivered, Portal, deliver
 
 __all__ = ["Attempt", "Harness", "HarnessConfig", "TaskFailed"]
 
@@ -49,12 +49,17 @@ class Attempt:
     task: Any  # CapturedTask, or CapturedJob for scheduler runs
     schedule_time: datetime  # the task's ETA, or the job occurrence this run belongs to
     status_code: int
-    response: httpx.Response | None
+    delivered: Delivered = field(repr=False)
     headers_sent: dict[str, str]  # exactly as the service sent them
     dispatch_time: datetime
     exception: BaseException | None
     outcome: Outcome
     number: int  # 1 for a first attempt, 2 for the first retry...
+
+    @property
+    def response(self) -> httpx.Response | None:
+        """The app's response; None if it raised before answering."""
+        return self.delivered.response
 
     @functools.cached_property
     def request_headers(self) -> httpx.Headers:
@@ -187,18 +192,16 @@ class Harness:
 
     async def _deliver(self, registered: _Registered, dispatch: Dispatch) -> Attempt:
         captured = registered.capture(dispatch)
-        client = self.router.client_for(dispatch.url)
-        result = await deliver(client, dispatch.method, dispatch.url, dispatch.headers,
+        app = self.router.app_for(dispatch.url)
+        result = await deliver(app, dispatch.method, dispatch.url, dispatch.headers,
                                dispatch.body)
-        retry_after = parse_retry_after(
-            result.response.headers.get("Retry-After") if result.response is not None else None
-        )
+        retry_after = parse_retry_after(result.header(b"retry-after"))
         outcome = registered.source.finish(dispatch, result.status_code, retry_after)
         attempt = Attempt(
             task=captured,
             schedule_time=dispatch.schedule_time,
             status_code=result.status_code,
-            response=result.response,
+            delivered=result,
             headers_sent=dispatch.headers,
             dispatch_time=dispatch.dispatch_time,
             exception=result.exception,

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
 
 import h11
 
+from fastapi_cloud_tasks.engine.http_target import split_url
+
 __all__ = ["DeliveryError", "HttpDelivery", "Response"]
 
-_URL_SAFE = "!#$%&'()*+,-./:;=?@[]_~"  # kept as written: reserved characters and escapes
 
 
 class DeliveryError(Exception):
@@ -147,20 +147,13 @@ class HttpDelivery:
         """One request and its response within `timeout` seconds, else `TimeoutError`.
         Raises `DeliveryError` when no response came, `ValueError` for a request that
         cannot be written (a bad URL, or a header h11 refuses)."""
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname
-        if scheme not in ("http", "https") or not host:
-            raise ValueError(f"cannot send to {url!r}: not an http(s) URL with a host")
-        port = parts.port if parts.port is not None else (443 if scheme == "https" else 80)
-        authority = parts.netloc.rpartition("@")[2]
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not (target.isascii() and target.isprintable()) or " " in target:
-            target = quote(target, safe=_URL_SAFE)  # as httpx did: UTF-8, percent-encoded
+        split = split_url(url)
+        target = split.path + (f"?{split.query}" if split.query else "")
         try:  # checked before any connection is taken: a bad request sends nothing
-            request = _request(method, target, authority, headers, body)
+            request = _request(method, target, split.authority, headers, body)
         except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
             raise ValueError(f"cannot send {method} {url}: {exc}") from exc
-        key = (scheme, host, port)
+        key = (split.scheme, split.host, split.default_port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         retried = False

@@ -1,0 +1,45 @@
+"""A delivery URL split the way it goes on the wire: one rule for the emulator's HTTP client
+and the pytest harness's in-process requests, so both send the same path and Host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+__all__ = ["HttpTarget", "split_url"]
+
+_URL_SAFE = "!#$%&'()*+,-./:;=?@[]_~"  # kept as written: reserved characters and escapes
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    scheme: str  # "http" or "https"
+    host: str  # without brackets for IPv6
+    port: int | None  # as written in the URL; None for the scheme's default
+    authority: str  # the Host header: host[:port], without user info
+    path: str  # percent-encoded, "/" at least
+    query: str  # percent-encoded, without "?"
+
+    @property
+    def default_port(self) -> int:
+        return self.port if self.port is not None else (443 if self.scheme == "https" else 80)
+
+
+def split_url(url: str) -> HttpTarget:
+    """`url` as it is sent. Characters that cannot go on the wire as written (non-ASCII,
+    spaces, controls) are percent-encoded as UTF-8, as HTTP clients do; the fragment is
+    dropped. Raises ValueError for a URL that is not http(s) with a host, or a bad port."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"cannot send to {url!r}: not an http(s) URL with a host")
+    path, query = parts.path or "/", parts.query
+    if not _sendable(path):
+        path = quote(path, safe=_URL_SAFE)
+    if not _sendable(query):
+        query = quote(query, safe=_URL_SAFE)
+    return HttpTarget(parts.scheme, parts.hostname, parts.port,
+                      parts.netloc.rpartition("@")[2], path, query)
+
+
+def _sendable(text: str) -> bool:
+    return text.isascii() and text.isprintable() and " " not in text
