@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,27 +343,27 @@ class Bench:
             self.client.delete_queue(name=queue)
 
     def create_rate(self, tag: str) -> Phase:
-        queue = self.queue(f"create-{tag}", paused=True)
-        requests = self.requests(queue, TASKS)
-        emulator_cpu = self.emulator.cpu_seconds()
-        cpu = time.process_time()
-        started = time.perf_counter()
-        self.create_all(requests)
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-        emulator_cpu = self.emulator.cpu_seconds() - emulator_cpu
-        self.client.delete_queue(name=queue)
-        return Phase(elapsed, emulator_cpu=emulator_cpu, client_cpu=cpu)
+        return self._paused_creates(f"create-{tag}", self.create_all)
 
     def batch_rate(self, tag: str) -> Phase:
-        queue = self.queue(f"batch-{tag}", paused=True)
+        def create_in_batches(requests: list[tasks_v2.CreateTaskRequest]) -> None:
+            parent = requests[0].parent
+            for i in range(0, len(requests), BATCH):
+                self.client.batch_create_tasks(parent=parent,
+                                               requests=requests[i:i + BATCH]).result()
+
+        return self._paused_creates(f"batch-{tag}", create_in_batches)
+
+    def _paused_creates(
+        self, name: str, create: Callable[[list[tasks_v2.CreateTaskRequest]], None]
+    ) -> Phase:
+        """TASKS tasks created by `create` on a paused queue (nothing delivered), timed."""
+        queue = self.queue(name, paused=True)
         requests = self.requests(queue, TASKS)
-        batches = [requests[i:i + BATCH] for i in range(0, len(requests), BATCH)]
         emulator_cpu = self.emulator.cpu_seconds()
         cpu = time.process_time()
         started = time.perf_counter()
-        for batch in batches:
-            self.client.batch_create_tasks(parent=queue, requests=batch).result()
+        create(requests)
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
         emulator_cpu = self.emulator.cpu_seconds() - emulator_cpu

@@ -21,13 +21,12 @@ import anyio
 import anyio.from_thread
 import httpx
 
-from fastapi_cloud_tasks.engine.http_target import split_url
+from fastapi_cloud_tasks.engine.http_target import split_url, wire_headers
 
 __all__ = ["AppRouter", "Delivered", "Portal", "deliver"]
 
 ASGIApp = Callable[..., Awaitable[None]]
 CLIENT = ("127.0.0.1", 123)  # the peer address the app sees, as under httpx's ASGI transport
-BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 @dataclass(frozen=True)
@@ -108,11 +107,7 @@ async def deliver(
 
 def _scope(method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     target = split_url(url)
-    fields = [(b"host", target.authority.encode("ascii"))]
-    fields += [(name.lower().encode("ascii"), value.encode("ascii"))
-               for name, value in headers.items()]
-    if body or method in BODY_METHODS:
-        fields.append((b"content-length", str(len(body)).encode()))
+    fields = [(name.lower(), value) for name, value in wire_headers(target, method, headers, body)]
     return {
         "type": "http",
         "asgi": {"version": "3.0"},

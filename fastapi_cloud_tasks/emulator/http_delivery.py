@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import h11
 
-from fastapi_cloud_tasks.engine.http_target import split_url
+from fastapi_cloud_tasks.engine.http_target import split_url, wire_headers
 
 __all__ = ["DeliveryError", "HttpDelivery", "Response"]
 
@@ -123,15 +123,6 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-def _request(method: str, target: str, authority: str, headers: dict[str, str],
-             body: bytes) -> h11.Request:
-    host = authority.encode("ascii") if authority.isascii() else authority.encode("idna")
-    fields = [(b"Host", host)]
-    # ASCII only, as httpx (and so the pytest harness) sends them.
-    fields += [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
-    if body or method in ("POST", "PUT", "PATCH"):
-        fields.append((b"Content-Length", str(len(body)).encode()))
-    return h11.Request(method=method, target=target.encode("ascii"), headers=fields)
 
 
 class HttpDelivery:
@@ -150,7 +141,8 @@ class HttpDelivery:
         split = split_url(url)
         target = split.path + (f"?{split.query}" if split.query else "")
         try:  # checked before any connection is taken: a bad request sends nothing
-            request = _request(method, target, split.authority, headers, body)
+            request = h11.Request(method=method, target=target.encode("ascii"),
+                                  headers=wire_headers(split, method, headers, body))
         except (h11.LocalProtocolError, UnicodeEncodeError) as exc:
             raise ValueError(f"cannot send {method} {url}: {exc}") from exc
         key = (split.scheme, split.host, split.default_port)

@@ -1,12 +1,15 @@
-"""A delivery URL split the way it goes on the wire: one rule for the emulator's HTTP client
-and the pytest harness's in-process requests, so both send the same path and Host."""
+"""A delivery as it goes on the wire: the URL split into what the request line and Host say,
+and the header lines. One rule for the emulator's HTTP client and the pytest harness's
+in-process requests, so an app sees the same request from both."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-__all__ = ["HttpTarget", "split_url"]
+__all__ = ["BODY_METHODS", "HttpTarget", "split_url", "wire_headers"]
+
+BODY_METHODS = ("POST", "PUT", "PATCH")
 
 _URL_SAFE = "!#$%&'()*+,-./:;=?@[]_~"  # kept as written: reserved characters and escapes
 
@@ -43,3 +46,16 @@ def split_url(url: str) -> HttpTarget:
 
 def _sendable(text: str) -> bool:
     return text.isascii() and text.isprintable() and " " not in text
+
+
+def wire_headers(target: HttpTarget, method: str, headers: dict[str, str],
+                 body: bytes) -> list[tuple[bytes, bytes]]:
+    """The header lines sent: Host, the delivery's headers, and Content-Length for a body (or
+    a method that takes one). Values must be ASCII, as httpx requires (UnicodeEncodeError)."""
+    authority = target.authority
+    host = authority.encode("ascii") if authority.isascii() else authority.encode("idna")
+    fields = [(b"Host", host)]
+    fields += [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+    if body or method in BODY_METHODS:
+        fields.append((b"Content-Length", str(len(body)).encode()))
+    return fields
