@@ -24,8 +24,7 @@ goes, and vary less than wall time on a busy machine. Reference figures, the Go 
     python -m benchmarks                            # every benchmark
     python -m benchmarks.bench_emulator             # this one
     python -m benchmarks.bench_emulator --profile   # the emulator's event loop under cProfile
-                                                    # (deliveries; the gRPC handlers run on
-                                                    # grpcio's own thread, not profiled)
+                                                    # (its gRPC and REST calls, deliveries)
 """
 
 from __future__ import annotations
@@ -552,7 +551,7 @@ def profile(top: int = 25) -> None:
                       f"{stats.total_tt:.2f} CPU s profiled (main thread, inflated) =====")
                 stats.sort_stats("tottime").print_stats(top)
                 stats.sort_stats("cumulative").print_stats(
-                    r"fastapi_cloud_tasks|h11/_connection",
+                    r"fastapi_cloud_tasks|h11/_connection|hpack",
                     top)
         finally:
             bench.close()

@@ -37,29 +37,12 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.http = HttpDelivery(max_idle=max_in_flight)
         self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake_pending = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.delivered = 0
 
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The event loop `run` runs on, for `wake_threadsafe`."""
-        self._loop = loop
-
     def wake(self) -> None:
         """Something changed (a task created, a queue resumed...): look again."""
-        self._wake.set()
-
-    def wake_threadsafe(self) -> None:
-        """`wake` from another thread (the engines' `on_ready`, called by gRPC handlers); a
-        burst of calls costs one hop to the loop."""
-        if self._loop is not None and not self._wake_pending:
-            self._wake_pending = True
-            self._loop.call_soon_threadsafe(self._woken)
-
-    def _woken(self) -> None:
-        self._wake_pending = False
         self._wake.set()
 
     async def run(self) -> None:
