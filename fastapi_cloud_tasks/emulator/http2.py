@@ -210,6 +210,7 @@ class Connection(asyncio.Protocol):
     def _close_if_done(self) -> None:
         if (self._going_away and not self._pending and not self._requests
                 and self._transport is not None):
+            self._flush()  # the last answers' frames may still be waiting in _out
             self._transport.close()
 
     # -- reading ---------------------------------------------------------------------------

@@ -1,0 +1,486 @@
+"""The emulator's HTTP/2 layer, frame by frame, over a real loopback socket.
+
+Google's clients only ever show the happy path of HTTP/2; these tests send the frames
+themselves (built here from RFC 9113, HPACK by the `hpack` package) to check what a client
+cannot easily provoke: flow control holding an answer back, padding, CONTINUATION, resets,
+the stream limit, protocol errors answered with GOAWAY (the server serving on), and GOAWAY on
+shutdown with the answers still owed sent first. Every read has a deadline.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import hpack
+import pytest
+from emulator_support import LOCATION, EmulatorProcess, StartEmulator
+from google.cloud import tasks_v2
+
+# RFC 9113's numbers (frame types, flags, error codes, settings)
+from fastapi_cloud_tasks.emulator.http2 import (
+    ACK,
+    COMPRESSION_ERROR,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR,
+    GOAWAY,
+    HEADERS,
+    INITIAL_WINDOW_SIZE,
+    MAX_CONCURRENT_STREAMS,
+    NO_ERROR,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY,
+    PRIORITY_FLAG,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+)
+
+GET_QUEUE = "/google.cloud.tasks.v2.CloudTasks/GetQueue"
+CREATE_QUEUE = "/google.cloud.tasks.v2.CloudTasks/CreateQueue"
+QUIET_S = 0.3  # how long "nothing more comes" is watched for
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(
+        ">I", stream_id) + payload
+
+
+def u32(value: int) -> bytes:
+    return struct.pack(">I", value)
+
+
+def grpc_message(message: bytes) -> bytes:
+    return b"\x00" + u32(len(message)) + message
+
+
+def get_queue(name: str) -> bytes:
+    return grpc_message(tasks_v2.GetQueueRequest.serialize(tasks_v2.GetQueueRequest(name=name)))
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: int
+    flags: int
+    stream_id: int
+    payload: bytes
+
+
+@dataclass
+class Answer:
+    headers: dict[str, str]
+    data: bytes
+    trailers: dict[str, str]
+
+    @property
+    def status(self) -> int:
+        return int((self.trailers or self.headers)["grpc-status"])
+
+    @property
+    def message(self) -> str:
+        return unquote((self.trailers or self.headers).get("grpc-message", ""))
+
+
+class RawClient:
+    """One HTTP/2 connection to the emulator, spoken by hand."""
+
+    def __init__(self, address: str, settings: dict[int, int] | None = None) -> None:
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        self.encoder = hpack.Encoder()
+        self.decoder = hpack.Decoder()
+        self.buffer = b""
+        self.server_settings: dict[int, int] = {}
+        payload = b"".join(struct.pack(">HI", k, v) for k, v in (settings or {}).items())
+        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, payload))
+        first = self.read()
+        assert first is not None
+        assert first.kind == SETTINGS
+        assert not first.flags & ACK
+        for offset in range(0, len(first.payload), 6):
+            key, value = struct.unpack_from(">HI", first.payload, offset)
+            self.server_settings[key] = value
+        self.connection_window_update = self.expect(WINDOW_UPDATE)
+        self.expect(SETTINGS, flags=ACK)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, *frames: bytes) -> None:
+        self.sock.sendall(b"".join(frames))
+
+    def headers_block(self, path: str, content_type: str = "application/grpc",
+                      method: str = "POST", **extra: str) -> bytes:
+        return self.encoder.encode([(":method", method), (":scheme", "http"), (":path", path),
+                                    (":authority", "emulator"), ("content-type", content_type),
+                                    ("te", "trailers"), *extra.items()])
+
+    def call(self, stream_id: int, path: str, body: bytes, **extra: str) -> None:
+        self.send(frame(HEADERS, END_HEADERS, stream_id, self.headers_block(path, **extra)),
+                  frame(DATA, END_STREAM, stream_id, body))
+
+    def read(self, timeout: float = 5.0) -> Frame | None:
+        """The next frame; None when the server closed the connection."""
+        self.sock.settimeout(timeout)
+        while True:
+            if len(self.buffer) >= 9:
+                length = int.from_bytes(self.buffer[:3], "big")
+                if len(self.buffer) >= 9 + length:
+                    head, self.buffer = self.buffer[:9 + length], self.buffer[9 + length:]
+                    return Frame(head[3], head[4], int.from_bytes(head[5:9], "big"), head[9:])
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                assert not self.buffer, "the connection closed in the middle of a frame"
+                return None
+            self.buffer += chunk
+
+    def expect(self, kind: int, flags: int | None = None) -> Frame:
+        received = self.read()
+        assert received is not None, f"connection closed; expected frame type {kind}"
+        assert received.kind == kind, received
+        if flags is not None:
+            assert received.flags & flags == flags, received
+        return received
+
+    def quiet(self) -> bool:
+        """True if nothing arrives for QUIET_S seconds."""
+        try:
+            received = self.read(QUIET_S)
+        except TimeoutError:
+            return True
+        raise AssertionError(f"unexpected {received}")
+
+    def decode(self, block: bytes) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self.decoder.decode(block)}
+
+    def answer(self, stream_id: int, limit: int = 50) -> Answer:
+        """Headers, data and trailers of `stream_id`, until its END_STREAM."""
+        found = Answer({}, b"", {})
+        for _ in range(limit):
+            received = self.read()
+            assert received is not None, "the connection closed before the answer ended"
+            if received.stream_id != stream_id:
+                continue
+            if received.kind == HEADERS:
+                block = self.decode(received.payload)
+                if found.headers:
+                    found.trailers = block
+                else:
+                    found.headers = block
+            elif received.kind == DATA:
+                found.data += received.payload
+            else:
+                raise AssertionError(f"unexpected {received}")
+            if received.flags & END_STREAM:
+                return found
+        raise AssertionError(f"no END_STREAM on stream {stream_id} within {limit} frames")
+
+    def goaway(self) -> tuple[int, int]:
+        """The GOAWAY that must come next: (last stream id, error code); then the close."""
+        received = self.expect(GOAWAY)
+        last, code = struct.unpack_from(">II", received.payload)
+        return last, code
+
+    def closed(self) -> bool:
+        return self.read() is None
+
+
+Connect = Callable[..., RawClient]  # the `connect` fixture: (**client settings)
+
+
+@pytest.fixture
+def connect(emulator: EmulatorProcess) -> Iterator[Connect]:
+    """Open raw connections to the shared emulator (settings by number); all closed after."""
+    clients: list[RawClient] = []
+
+    def open_one(settings: dict[int, int] | None = None) -> RawClient:
+        clients.append(RawClient(emulator.address, settings))
+        return clients[-1]
+
+    yield open_one
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def raw(connect: Connect) -> RawClient:
+    return connect()
+
+
+@pytest.fixture
+def queue(emulator: EmulatorProcess, ident: str) -> str:
+    name = f"{LOCATION}/queues/{ident}"
+    emulator.tasks_client().create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=name))
+    return name
+
+
+def held_back_call(raw: RawClient, stream_id: int, queue: str) -> bytes:
+    """GetQueue on a connection whose stream window is too small for the answer: its headers,
+    then as much of the body as fits (returned), then nothing."""
+    raw.call(stream_id, GET_QUEUE, get_queue(queue))
+    raw.expect(HEADERS)
+    data = b""
+    while True:
+        try:
+            received = raw.read(QUIET_S)
+        except TimeoutError:
+            return data
+        assert received is not None
+        assert received.kind == DATA
+        assert not received.flags & END_STREAM
+        data += received.payload
+
+
+def assert_serving(connect: Connect, queue: str) -> None:
+    """A new connection is served: one bad client never stops the server."""
+    client = connect()
+    client.call(1, GET_QUEUE, get_queue(queue))
+    assert client.answer(1).status == 0
+
+
+def test_the_server_settings_grant_wide_windows_and_pings_are_answered(raw: RawClient) -> None:
+    assert raw.server_settings[INITIAL_WINDOW_SIZE] >= 1 << 20
+    assert raw.server_settings[MAX_CONCURRENT_STREAMS] >= 100
+    increment = struct.unpack(">I", raw.connection_window_update.payload)[0]
+    assert raw.connection_window_update.stream_id == 0
+    assert increment >= 1 << 20
+
+    raw.send(frame(PING, 0, 0, b"12345678"))
+
+    pong = raw.expect(PING, flags=ACK)
+    assert pong.payload == b"12345678"
+
+
+def test_a_call_gets_its_message_and_trailers(raw: RawClient, queue: str) -> None:
+    raw.call(1, GET_QUEUE, get_queue(queue))
+
+    answer = raw.answer(1)
+
+    assert answer.headers == {":status": "200", "content-type": "application/grpc"}
+    assert answer.trailers == {"grpc-status": "0"}
+    assert answer.data[0] == 0
+    assert int.from_bytes(answer.data[1:5], "big") == len(answer.data) - 5
+    assert tasks_v2.Queue.deserialize(answer.data[5:]).name == queue
+
+
+def test_an_engine_error_is_a_trailers_only_answer_with_a_percent_encoded_message(
+    raw: RawClient,
+) -> None:
+    queue = tasks_v2.Queue(name=f"{LOCATION}/queues/caf\u00e9")
+    raw.call(1, CREATE_QUEUE, grpc_message(tasks_v2.CreateQueueRequest.serialize(
+        tasks_v2.CreateQueueRequest(parent=LOCATION, queue=queue))))
+
+    answer = raw.answer(1)
+
+    assert not answer.data
+    assert not answer.trailers
+    assert answer.headers[":status"] == "200"
+    assert answer.status == 3  # INVALID_ARGUMENT
+    assert "%C3%A9" in answer.headers["grpc-message"]
+    assert "caf\u00e9" in answer.message
+
+
+@pytest.mark.parametrize(("headers", "body", "status", "grpc_status", "says"), [
+    ({"method": "GET"}, get_queue("x"), "405", None, None),
+    ({"content_type": "application/json"}, get_queue("x"), "415", None, None),
+    ({}, b"\x00\x00\x00\x00\x09abc", "200", 13, "not one gRPC message"),
+    ({}, b"\x00\x00", "200", 13, "not one gRPC message"),
+    ({}, b"\x01" + u32(3) + b"abc", "200", 12, "compressed"),
+    ({}, grpc_message(b"\xff\xff\xff"), "200", 3, "GetQueueRequest"),
+], ids=["not-post", "not-grpc", "length-mismatch", "short-prefix", "compressed", "not-proto"])
+def test_requests_that_are_not_one_grpc_call_are_refused_and_the_connection_serves_on(
+    raw: RawClient, queue: str, headers: dict[str, str], body: bytes, status: str,
+    grpc_status: int | None, says: str | None,
+) -> None:
+    raw.send(frame(HEADERS, END_HEADERS, 1, raw.headers_block(GET_QUEUE, **headers)),
+             frame(DATA, END_STREAM, 1, body))
+
+    answer = raw.answer(1)
+
+    assert answer.headers[":status"] == status
+    if grpc_status is not None:
+        assert answer.status == grpc_status
+        assert says is not None
+        assert says in answer.message
+    raw.call(3, GET_QUEUE, get_queue(queue))
+    assert raw.answer(3).status == 0
+
+
+def test_an_unknown_method_is_unimplemented(raw: RawClient) -> None:
+    raw.call(1, "/google.cloud.tasks.v2.CloudTasks/Teleport", grpc_message(b""))
+
+    answer = raw.answer(1)
+
+    assert answer.status == 12
+    assert "/google.cloud.tasks.v2.CloudTasks/Teleport" in answer.message
+
+
+def test_an_answer_waits_for_the_stream_window_and_goes_on_when_it_opens(
+    connect: Connect, queue: str,
+) -> None:
+    raw = connect({INITIAL_WINDOW_SIZE: 8})
+    first = held_back_call(raw, 1, queue)
+    assert len(first) == 8  # the window is spent: nothing more until it opens
+
+    raw.send(frame(WINDOW_UPDATE, 0, 1, u32(10_000)))
+    rest = raw.answer(1)
+
+    message = first + rest.data
+    assert tasks_v2.Queue.deserialize(message[5:]).name == queue
+    assert rest.headers == {"grpc-status": "0"}  # the trailers, after the whole body
+
+
+def test_a_larger_initial_window_releases_answers_already_held_back(
+    connect: Connect, queue: str,
+) -> None:
+    raw = connect({INITIAL_WINDOW_SIZE: 0})
+    assert held_back_call(raw, 1, queue) == b""
+
+    raw.send(frame(SETTINGS, 0, 0, struct.pack(">HI", INITIAL_WINDOW_SIZE, 65_535)))
+
+    raw.expect(SETTINGS, flags=ACK)
+    answer = raw.answer(1)
+    assert tasks_v2.Queue.deserialize(answer.data[5:]).name == queue
+
+
+def test_padding_priority_and_continuation_frames_are_understood(
+    raw: RawClient, queue: str,
+) -> None:
+    block = raw.headers_block(GET_QUEUE)
+    body = get_queue(queue)
+    head = bytes([3]) + u32(0) + bytes([15]) + block[:10] + b"\x00" * 3  # padded, priority
+    raw.send(frame(HEADERS, PADDED | PRIORITY_FLAG, 1, head),
+             frame(CONTINUATION, 0, 1, block[10:20]),
+             frame(CONTINUATION, END_HEADERS, 1, block[20:]),
+             frame(PRIORITY, 0, 1, u32(0) + b"\x07"),
+             frame(DATA, PADDED, 1, bytes([4]) + body[:6] + b"\x00" * 4),
+             frame(DATA, END_STREAM, 1, body[6:]))
+
+    answer = raw.answer(1)
+
+    assert answer.trailers == {"grpc-status": "0"}
+    assert tasks_v2.Queue.deserialize(answer.data[5:]).name == queue
+
+
+def test_a_reset_stream_gets_nothing_more_and_the_others_go_on(
+    connect: Connect, queue: str,
+) -> None:
+    raw = connect({INITIAL_WINDOW_SIZE: 8})
+    held_back_call(raw, 1, queue)
+
+    raw.send(frame(RST_STREAM, 0, 1, u32(0x8)),  # CANCEL
+             frame(WINDOW_UPDATE, 0, 1, u32(10_000)))
+    assert raw.quiet()
+
+    first = held_back_call(raw, 3, queue)
+    raw.send(frame(WINDOW_UPDATE, 0, 3, u32(10_000)))
+    rest = raw.answer(3)
+    assert rest.headers == {"grpc-status": "0"}  # the trailers, after the rest
+    assert tasks_v2.Queue.deserialize((first + rest.data)[5:]).name == queue
+
+
+def test_streams_beyond_the_advertised_limit_are_refused(raw: RawClient, queue: str) -> None:
+    limit = raw.server_settings[MAX_CONCURRENT_STREAMS]
+    block = raw.headers_block(GET_QUEUE)
+    opened = [frame(HEADERS, END_HEADERS, 1 + 2 * i, block) for i in range(limit)]
+    over = 1 + 2 * limit
+
+    raw.send(*opened, frame(HEADERS, END_HEADERS, over, block))
+
+    reset = raw.expect(RST_STREAM)
+    assert reset.stream_id == over
+    assert reset.payload == u32(REFUSED_STREAM)
+    raw.send(frame(DATA, END_STREAM, 1, get_queue(queue)))  # one ends: room again
+    assert raw.answer(1).status == 0
+    raw.call(over + 2, GET_QUEUE, get_queue(queue))
+    assert raw.answer(over + 2).status == 0
+
+
+@pytest.mark.parametrize(("frames", "code"), [
+    ([frame(HEADERS, END_HEADERS, 0, b"\x82")], PROTOCOL_ERROR),
+    ([frame(HEADERS, END_HEADERS, 2, b"\x82")], PROTOCOL_ERROR),
+    ([frame(DATA, 0, 0, b"x")], PROTOCOL_ERROR),
+    ([frame(CONTINUATION, END_HEADERS, 1, b"\x82")], PROTOCOL_ERROR),
+    ([frame(HEADERS, 0, 1, b"\x82"), frame(PING, 0, 0, b"12345678")], PROTOCOL_ERROR),
+    ([frame(HEADERS, END_HEADERS, 1, b"\xff\x7f")], COMPRESSION_ERROR),  # no such index
+    ([frame(DATA, 0, 1, b"x" * 16_385)], FRAME_SIZE_ERROR),
+    ([frame(PING, 0, 0, b"1234")], PROTOCOL_ERROR),
+    ([frame(WINDOW_UPDATE, 0, 0, u32(0))], PROTOCOL_ERROR),
+    ([frame(WINDOW_UPDATE, 0, 0, u32(2**31 - 1))], FLOW_CONTROL_ERROR),
+    ([frame(SETTINGS, 0, 0, b"\x00\x04\x00")], FRAME_SIZE_ERROR),
+    ([frame(SETTINGS, 0, 0, struct.pack(">HI", INITIAL_WINDOW_SIZE, 2**31))],
+     FLOW_CONTROL_ERROR),
+    ([frame(PUSH_PROMISE, END_HEADERS, 1, u32(2) + b"\x82")], PROTOCOL_ERROR),
+    ([frame(HEADERS, END_HEADERS | PADDED, 1, b"\x09\x82")], PROTOCOL_ERROR),
+], ids=["headers-on-0", "even-stream", "data-on-0", "lone-continuation",
+        "interrupted-header-block", "bad-hpack", "oversized-frame", "short-ping",
+        "zero-window-update", "window-overflow", "partial-setting", "window-setting-too-big",
+        "push-promise", "padding-overrun"])
+def test_a_protocol_error_is_a_goaway_and_a_close_and_the_server_serves_on(
+    connect: Connect, raw: RawClient, queue: str, frames: list[bytes], code: int,
+) -> None:
+    raw.send(*frames)
+
+    assert raw.goaway()[1] == code
+    assert raw.closed()
+    assert_serving(connect, queue)
+
+
+def test_not_http2_at_all_is_closed_and_the_server_serves_on(
+    emulator: EmulatorProcess, connect: Connect, queue: str,
+) -> None:
+    host, port = emulator.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    kinds, offset = [], 0
+    while offset + 9 <= len(received):
+        kinds.append(received[offset + 3])
+        offset += 9 + int.from_bytes(received[offset:offset + 3], "big")
+    assert kinds == [SETTINGS, WINDOW_UPDATE, GOAWAY]
+    assert_serving(connect, queue)
+
+
+def test_shutdown_sends_goaway_refuses_new_streams_and_finishes_owed_answers(
+    start_emulator: StartEmulator, ident: str,
+) -> None:
+    emulator = start_emulator("-q")
+    name = f"{LOCATION}/queues/{ident}"
+    emulator.tasks_client().create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=name))
+    emulator.close_clients()
+    raw = RawClient(emulator.address, {INITIAL_WINDOW_SIZE: 8})
+    try:
+        held_back_call(raw, 1, name)
+
+        emulator.popen.send_signal(signal.SIGTERM)
+
+        assert raw.goaway() == (1, NO_ERROR)
+        raw.call(3, GET_QUEUE, get_queue(name))
+        reset = raw.expect(RST_STREAM)
+        assert reset.stream_id == 3
+        assert reset.payload == u32(REFUSED_STREAM)
+        raw.send(frame(WINDOW_UPDATE, 0, 1, u32(10_000)))
+        assert raw.answer(1).headers == {"grpc-status": "0"}
+        assert raw.closed()
+        deadline = time.monotonic() + 10
+        while emulator.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert emulator.popen.poll() == 0
+    finally:
+        raw.close()
