@@ -36,7 +36,8 @@ WINDOW_UPDATE, CONTINUATION = 8, 9
 END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
 # error codes
-NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR = 0x0, 0x1, 0x3, 0x6
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
+FRAME_SIZE_ERROR = 0x6
 REFUSED_STREAM, COMPRESSION_ERROR = 0x7, 0x9
 # settings
 HEADER_TABLE_SIZE, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 0x1, 0x3, 0x4
@@ -131,11 +132,10 @@ class _Output:
 class Connection(asyncio.Protocol):
     """One client connection. `closed` resolves when the transport is gone."""
 
-    def __init__(self, app: Application, max_body: int,
-                 on_close: asyncio.Future[None] | None = None) -> None:
+    def __init__(self, app: Application, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
-        self.closed = on_close or asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._preface_seen = False
@@ -176,10 +176,15 @@ class Connection(asyncio.Protocol):
         buffer += data
         try:
             start = self._read_frames(buffer)
-        except _Violation as exc:
-            logger.info("HTTP/2 connection error: %s", exc)
+        except Exception as exc:
+            if isinstance(exc, _Violation):
+                logger.info("HTTP/2 connection error: %s", exc)
+                code = exc.code
+            else:  # a bug: this connection ends, the server goes on
+                logger.exception("HTTP/2 connection failed")
+                code = INTERNAL_ERROR
             self._out.append(frame(GOAWAY, 0, 0, _U32.pack(self._last_stream)
-                                   + _U32.pack(exc.code) + str(exc).encode()))
+                                   + _U32.pack(code) + str(exc).encode()))
             self._flush()
             if self._transport is not None:
                 self._transport.close()
