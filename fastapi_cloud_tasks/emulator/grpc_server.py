@@ -4,8 +4,9 @@ Each call's path names the RPC; its one length-prefixed message is parsed into t
 type, run on the engine (`rpcs.bind`) and answered in Google's wire format. Errors are gRPC
 statuses in the trailers, as the real service sends them: the engine's own errors keep their
 code and message; a path nobody serves is UNIMPLEMENTED, a message that does not parse
-INVALID_ARGUMENT, one over 4 MiB (grpc's default limit) RESOURCE_EXHAUSTED. A connection that
-breaks HTTP/2 is closed; the server keeps serving the others.
+INVALID_ARGUMENT, one over 4 MiB (grpc's default limit) or with over 64 KiB of metadata
+RESOURCE_EXHAUSTED. A connection that breaks HTTP/2 is closed; the server keeps serving the
+others.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from urllib.parse import quote
 from google.api_core import exceptions
 from google.protobuf.message import DecodeError
 
-from fastapi_cloud_tasks.emulator.http2 import Connection, Response, encode_headers
+from fastapi_cloud_tasks.emulator.http2 import (
+    HEADER_LIST_LIMIT,
+    Connection,
+    Response,
+    encode_headers,
+)
 from fastapi_cloud_tasks.emulator.rpcs import Service, bind
 
 __all__ = ["GrpcServer"]
@@ -116,7 +122,11 @@ class GrpcServer:
             return status_response(code, exc.message)
         return Response(_HEAD, b"\x00" + len(answer).to_bytes(4, "big") + answer, _OK)
 
-    def too_large(self, headers: dict[bytes, bytes]) -> Response:
+    def too_large(self, headers: dict[bytes, bytes], part: str) -> Response:
+        if part == "headers":
+            return status_response(RESOURCE_EXHAUSTED, (
+                f"The request's metadata is larger than {HEADER_LIST_LIMIT} bytes, the most "
+                "this server receives."))
         return status_response(RESOURCE_EXHAUSTED,
                                f"The request is larger than {MAX_MESSAGE} bytes, the most this "
                                "server receives.")

@@ -12,7 +12,9 @@ client's windows are shut), CONTINUATION, RST_STREAM, a stream limit, GOAWAY on 
 and on shutdown. Each request whose stream ends is answered at once by a synchronous
 `Application` (everything the emulator serves is a short in-memory call); a body over
 `max_body` is answered by the application's `too_large` as soon as it is seen, and the stream
-reset. Server push, priorities and the HTTP/1.1 upgrade are never used by gRPC and not served.
+reset; so is a header list over the advertised SETTINGS_MAX_HEADER_LIST_SIZE (only a block
+too large to decode safely ends the connection). Server push, priorities and the HTTP/1.1
+upgrade are never used by gRPC and not served.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ MAX_WINDOW = 2**31 - 1
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 1 << 24
 STREAM_LIMIT = 1_000
-HEADER_LIST_LIMIT = 64 * 1024
+HEADER_LIST_LIMIT = 64 * 1024  # advertised; a request over it is refused, the connection kept
+HEADER_BLOCK_LIMIT = 1024 * 1024  # a block (or its decoded list) over this ends the connection
 DECODED_BLOCKS = 256
 
 _FRAME_HEAD = struct.Struct(">BHBBI")  # length as 8 + 16 bits, type, flags, stream id
@@ -99,7 +102,8 @@ class Response:
 
 class Application(Protocol):
     def respond(self, headers: dict[bytes, bytes], body: bytes) -> Response: ...
-    def too_large(self, headers: dict[bytes, bytes]) -> Response: ...
+    def too_large(self, headers: dict[bytes, bytes], part: str) -> Response:
+        """The answer to a request whose `part` ("body" or "headers") is over the limit."""
 
 
 class _Violation(Exception):
@@ -139,8 +143,8 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._preface_seen = False
-        self._decoder = hpack.Decoder(max_header_list_size=HEADER_LIST_LIMIT)
-        self._decoded: dict[bytes, tuple[int, dict[bytes, bytes]]] = {}
+        self._decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_LIMIT)
+        self._decoded: dict[bytes, tuple[int, dict[bytes, bytes], int]] = {}
         self._table_version = 0
         self._out: list[bytes] = []
         self._requests: dict[int, _Request] = {}  # streams still sending their request
@@ -266,7 +270,7 @@ class Connection(asyncio.Protocol):
             if self._continuation is None or self._continuation[0] != stream_id:
                 raise _Violation(PROTOCOL_ERROR, "CONTINUATION out of place")
             self._continuation[2].extend(payload)
-            if len(self._continuation[2]) > 4 * HEADER_LIST_LIMIT:
+            if len(self._continuation[2]) > HEADER_BLOCK_LIMIT:
                 raise _Violation(PROTOCOL_ERROR, "a header block too large")
             if flags & END_HEADERS:
                 stream_id, first_flags, block = self._continuation
@@ -303,7 +307,8 @@ class Connection(asyncio.Protocol):
         request.body += _unpad(flags, payload)
         if len(request.body) > self.max_body:
             del self._requests[stream_id]
-            self._answer(stream_id, self.app.too_large(request.headers), request_done=False)
+            self._answer(stream_id, self.app.too_large(request.headers, "body"),
+                         request_done=False)
         elif flags & END_STREAM:
             del self._requests[stream_id]
             self._answer(stream_id, self.app.respond(request.headers, bytes(request.body)))
@@ -314,30 +319,33 @@ class Connection(asyncio.Protocol):
                 request.window += request.unacked
                 request.unacked = 0
 
-    def _decode(self, block: bytes) -> dict[bytes, bytes]:
-        """The headers in `block`. Every block is decoded, even one we refuse: the decoder's
-        table depends on it. A client repeats the same few blocks (gRPC's clients index
-        every header, timeouts included), and decoding is most of a call's cost, so a block
-        that left the table as it was is remembered, valid until some block changes it."""
+    def _decode(self, block: bytes) -> tuple[dict[bytes, bytes], int]:
+        """The headers in `block`, and their size as SETTINGS_MAX_HEADER_LIST_SIZE counts it.
+        Every block is decoded, even one we refuse: the decoder's table depends on it. A
+        client repeats the same few blocks (gRPC's clients index every header, timeouts
+        included), and decoding is most of a call's cost, so a block that left the table as
+        it was is remembered, valid until some block changes it."""
         cached = self._decoded.get(block)
         if cached is not None and cached[0] == self._table_version:
-            return cached[1]
+            return cached[1], cached[2]
         table = self._decoder.header_table.dynamic_entries
         before = tuple(table)
         try:
-            headers = dict(self._decoder.decode(block, raw=True))
+            fields = self._decoder.decode(block, raw=True)
         except hpack.HPACKError as exc:
             raise _Violation(COMPRESSION_ERROR, f"a header block: {exc}") from exc
+        headers = dict(fields)
+        size = sum(len(name) + len(value) + 32 for name, value in fields)
         if tuple(table) != before:
             self._table_version += 1
         else:
             if len(self._decoded) >= DECODED_BLOCKS:
                 self._decoded.clear()
-            self._decoded[block] = (self._table_version, headers)
-        return headers
+            self._decoded[block] = (self._table_version, headers, size)
+        return headers, size
 
     def _on_headers(self, stream_id: int, flags: int, block: bytes) -> None:
-        headers = self._decode(block)
+        headers, size = self._decode(block)
         request = self._requests.get(stream_id)
         if request is not None:  # trailers on a request: gRPC clients send none, but may
             if flags & END_STREAM:
@@ -351,7 +359,10 @@ class Connection(asyncio.Protocol):
             self._out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(REFUSED_STREAM)))
             return
         self._send_windows[stream_id] = self._peer_stream_window
-        if flags & END_STREAM:
+        if size > HEADER_LIST_LIMIT:
+            self._answer(stream_id, self.app.too_large(headers, "headers"),
+                         request_done=bool(flags & END_STREAM))
+        elif flags & END_STREAM:
             self._answer(stream_id, self.app.respond(headers, b""))
         else:
             self._requests[stream_id] = _Request(headers)

@@ -36,6 +36,7 @@ from fastapi_cloud_tasks.emulator.http2 import (
     HEADERS,
     INITIAL_WINDOW_SIZE,
     MAX_CONCURRENT_STREAMS,
+    MAX_HEADER_LIST_SIZE,
     NO_ERROR,
     PADDED,
     PING,
@@ -374,6 +375,28 @@ def test_padding_priority_and_continuation_frames_are_understood(
 
     assert answer.trailers == {"grpc-status": "0"}
     assert tasks_v2.Queue.deserialize(answer.data[5:]).name == queue
+
+
+def test_a_request_over_the_header_list_limit_is_refused_before_its_body_and_reset(
+    raw: RawClient, queue: str,
+) -> None:
+    limit = raw.server_settings[MAX_HEADER_LIST_SIZE]
+    block = raw.headers_block(GET_QUEUE, **{"x-padding": "a" * limit})
+    pieces = [block[i:i + 16_384] for i in range(0, len(block), 16_384)]
+    raw.send(frame(HEADERS, 0, 1, pieces[0]),
+             *(frame(CONTINUATION, 0 if i < len(pieces) - 1 else END_HEADERS, 1, piece)
+               for i, piece in enumerate(pieces[1:], 1)))
+
+    answer = raw.answer(1)  # before any DATA was sent
+    reset = raw.expect(RST_STREAM)
+
+    assert answer.status == 8  # RESOURCE_EXHAUSTED
+    assert f"larger than {limit} bytes" in answer.message
+    assert reset.stream_id == 1
+    assert reset.payload == u32(NO_ERROR)
+    raw.send(frame(DATA, END_STREAM, 1, get_queue(queue)))  # late: ignored
+    raw.call(3, GET_QUEUE, get_queue(queue))
+    assert raw.answer(3).status == 0
 
 
 def test_a_reset_stream_gets_nothing_more_and_the_others_go_on(
