@@ -491,6 +491,36 @@ async def test_a_chunked_body_in_pieces_is_drained_and_the_connection_reused() -
     assert len(server.peers) == 1
 
 
+async def test_chunk_extensions_and_upper_case_sizes_are_read() -> None:
+    reply = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n"
+             b"A;name=value\r\n0123456789\r\n0;last\r\n\r\n")
+    async with serving(answer(reply)) as (server, delivery):
+        assert (await get(delivery, server.url("/1"))).status_code == 200
+        assert (await get(delivery, server.url("/2"))).status_code == 200
+
+    assert len(server.peers) == 1
+
+
+async def test_bytes_past_the_response_end_its_connection() -> None:
+    """They would be read as the next request's answer: that connection is not kept."""
+    async with serving(answer(http() + b"HTTP/1.1 418 Stray\r\n\r\n")) as (server, delivery):
+        assert (await get(delivery, server.url("/1"))).status_code == 200
+        await asyncio.wait_for(server.peers[0].eof.wait(), WAIT)
+        assert (await get(delivery, server.url("/2"))).status_code == 200
+
+    assert len(server.peers) == 2
+
+
+async def test_an_http_1_0_response_with_a_length_is_read_and_its_connection_not_kept() -> None:
+    reply = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    async with serving(answer(reply)) as (server, delivery):
+        assert (await get(delivery, server.url("/1"))).status_code == 200
+        await asyncio.wait_for(server.peers[0].eof.wait(), WAIT)
+        assert (await get(delivery, server.url("/2"))).status_code == 200
+
+    assert len(server.peers) == 2
+
+
 async def test_a_large_body_in_pieces_is_drained_and_the_connection_reused() -> None:
     full = http(body=b"z" * 300_000)
     parts = (full[:10], full[10:100_000], full[100_000:])
@@ -644,6 +674,16 @@ async def test_port_zero_is_not_taken_for_the_default_port() -> None:
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", True),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", True),
     (b"HTTP/1.1 200 OK\r\n", True),
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nX-A : 1\r\nContent-Length: 0\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+     False),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 70_000, False),
 ])
 async def test_an_invalid_or_cut_response_is_a_delivery_error(reply: bytes, close: bool) -> None:
     async with serving(answer(reply, close=close)) as (server, delivery):
