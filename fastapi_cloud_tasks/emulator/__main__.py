@@ -60,13 +60,19 @@ def main(argv: list[str] | None = None) -> int:
                         "rate=10,max_attempts=5 (keys: " + ", ".join(QUEUE_SETTINGS) + ")")
     parser.add_argument("--max-rate", type=float, default=500.0,
                         help="highest max_dispatches_per_second accepted (Google: 500)")
+    parser.add_argument("--max-in-flight", type=int, default=64, metavar="N",
+                        help="requests open at once across all queues, on top of each queue's "
+                        "max_concurrent_dispatches (default 64: past a few dozen, a local "
+                        "worker only slows down; raise it for many slow handlers)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every delivery")
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    if args.max_in_flight < 1:
+        parser.error(f"--max-in-flight {args.max_in_flight}: give 1 or more")
     emulator = Emulator(args.host, args.port, http_port=args.http_port, queues=args.queue,
-                        max_rate=args.max_rate)
+                        max_rate=args.max_rate, max_in_flight=args.max_in_flight)
     asyncio.run(_serve(emulator))
     return 0
 

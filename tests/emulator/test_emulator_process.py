@@ -4,6 +4,7 @@ tasks from concurrent clients. Each test starts (and always kills) its own emula
 from __future__ import annotations
 
 import collections
+import itertools
 import signal
 import threading
 import time
@@ -53,6 +54,33 @@ def test_a_bad_queue_argument_is_a_usage_error(
     captured = capsys.readouterr()
     assert "queue setting" in captured.err
     assert "READY" not in captured.out
+
+
+def test_max_in_flight_bounds_the_requests_open_at_once_and_the_rest_still_go(
+    start_emulator: StartEmulator, target: Target, queue_name: str, prefix: str
+) -> None:
+    emulator = start_emulator("--max-in-flight", "2", "-q")
+    client = emulator.tasks_client()
+    for index in range(4):
+        client.create_task(parent=queue_name,
+                           task=http_task(target.url(f"{prefix}/{index}?sleep=0.5")))
+
+    deliveries = target.wait_under(prefix, 4, timeout=10, finished=True)
+
+    # +1 as a request arrives, -1 as it is answered (an answer sorts before an arrival at the
+    # same instant): the running sum is how many were open at once.
+    moments = sorted([(d.received, 1) for d in deliveries]
+                     + [(d.finished, -1) for d in deliveries if d.finished is not None])
+    open_at_once = max(itertools.accumulate(step for _, step in moments))
+    assert open_at_once == 2
+
+
+def test_max_in_flight_below_one_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--port", "0", "--max-in-flight", "0"])
+
+    assert exit_info.value.code == 2
+    assert "--max-in-flight 0: give 1 or more" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
