@@ -42,7 +42,7 @@ NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x
 FRAME_SIZE_ERROR = 0x6
 REFUSED_STREAM, COMPRESSION_ERROR = 0x7, 0x9
 # settings
-HEADER_TABLE_SIZE, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 0x1, 0x3, 0x4
+MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 0x3, 0x4
 MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = 0x5, 0x6
 
 DEFAULT_WINDOW = 65_535
@@ -66,12 +66,12 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes | memoryview = b
     return _FRAME_HEAD.pack(size >> 16, size & 0xFFFF, kind, flags, stream_id) + payload
 
 
-def _integer(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """An HPACK integer (RFC 7541 §5.1)."""
+def _integer(value: int, prefix_bits: int) -> bytes:
+    """An HPACK integer (RFC 7541 §5.1), its prefix's other bits 0 (a string not Huffman-coded)."""
     limit = (1 << prefix_bits) - 1
     if value < limit:
-        return bytes([first | value])
-    out = [first | limit]
+        return bytes([value])
+    out = [limit]
     value -= limit
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
