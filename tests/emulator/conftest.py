@@ -1,5 +1,6 @@
 """Fixtures: the emulator as a subprocess on a free loopback port, a recording worker served by
-uvicorn, Google's real clients pointed at the emulator, and a fresh queue for each test."""
+uvicorn, Google's real clients pointed at the emulator (over gRPC, over REST, or each in turn),
+and a fresh queue for each test."""
 
 from __future__ import annotations
 
@@ -71,6 +72,41 @@ def scheduler(emulator: EmulatorProcess) -> Iterator[scheduler_v1.CloudScheduler
     client = emulator_scheduler_client(emulator.address)
     yield client
     client.transport.close()
+
+
+@pytest.fixture
+def rest_tasks(emulator: EmulatorProcess) -> Iterator[tasks_v2.CloudTasksClient]:
+    client = emulator_client(emulator.address, transport="rest", http_port=emulator.http_port)
+    yield client
+    client.transport.close()
+
+
+@pytest.fixture
+def rest_scheduler(emulator: EmulatorProcess) -> Iterator[scheduler_v1.CloudSchedulerClient]:
+    client = emulator_scheduler_client(emulator.address, transport="rest",
+                                       http_port=emulator.http_port)
+    yield client
+    client.transport.close()
+
+
+# One scenario, both transports: the test runs with the gRPC client, then with the REST one.
+TRANSPORTS = ["grpc", "rest"]
+
+
+@pytest.fixture(params=TRANSPORTS, ids=TRANSPORTS)
+def tasks_over(request: pytest.FixtureRequest) -> tasks_v2.CloudTasksClient:
+    """`tasks`, then `rest_tasks` (their fixtures close them)."""
+    client: tasks_v2.CloudTasksClient = request.getfixturevalue(
+        "tasks" if request.param == "grpc" else "rest_tasks")
+    return client
+
+
+@pytest.fixture(params=TRANSPORTS, ids=TRANSPORTS)
+def scheduler_over(request: pytest.FixtureRequest) -> scheduler_v1.CloudSchedulerClient:
+    """`scheduler`, then `rest_scheduler` (their fixtures close them)."""
+    client: scheduler_v1.CloudSchedulerClient = request.getfixturevalue(
+        "scheduler" if request.param == "grpc" else "rest_scheduler")
+    return client
 
 
 @pytest.fixture

@@ -1,6 +1,11 @@
 """The emulator end to end: Google's real clients over gRPC to the emulator process, real HTTP
 deliveries to a uvicorn worker on loopback, the real clock.
 
+The scenarios a client can reach over either transport run twice (the `tasks_over` and
+`scheduler_over` fixtures): with the gRPC client and with the REST one (`transport="rest"`).
+Over REST Google's client raises by HTTP status alone, so `error_over` names the class each
+transport raises, and `as_sent` reads back the status and message the emulator sent.
+
 Expectations are the facts in CLOUD_BEHAVIOUR.md. Every wait has a deadline; tests use their
 own queue, job and worker paths on one shared emulator.
 """
@@ -35,6 +40,7 @@ from google.protobuf import field_mask_pb2
 from fastapi_cloud_tasks import emulator_async_client, emulator_scheduler_async_client
 
 T = TypeVar("T")
+Client = tasks_v2.CloudTasksClient | scheduler_v1.CloudSchedulerClient
 QUEUE_MISSING = (
     "Queue does not exist. If you just created the queue, wait at least a minute for the queue "
     "to initialize."
@@ -63,15 +69,37 @@ def eventually(check: Callable[[], T], timeout: float = 5.0) -> T:
         time.sleep(0.02)
 
 
+def error_over(client: Client, error: type[exceptions.GoogleAPICallError],
+               ) -> type[exceptions.GoogleAPICallError]:
+    """The class `client` raises where gRPC raises `error`: over REST the class of its HTTP
+    status alone (AlreadyExists -> Conflict; InvalidArgument, FailedPrecondition -> BadRequest)."""
+    if client.transport.kind == "rest":
+        return exceptions.exception_class_for_http_status(error.code)
+    return error
+
+
+def as_sent(client: Client, error: exceptions.GoogleAPICallError) -> tuple[str, str]:
+    """The status name and message the emulator sent: over REST, the JSON body's `error`, which
+    Google's client prefixes with "METHOD URL: " in its message."""
+    if client.transport.kind == "rest":
+        sent = error.response.json()["error"]
+        request = error.response.request
+        assert error.message == f"{request.method} {request.url}: {sent['message']}"
+        assert sent["code"] == error.code
+        return sent["status"], sent["message"]
+    assert error.grpc_status_code is not None
+    return error.grpc_status_code.name, error.message
+
+
 def task_gone(tasks: tasks_v2.CloudTasksClient, name: str) -> Callable[[], None]:
     def check() -> None:
         try:
             task = tasks.get_task(name=name)
         except exceptions.NotFound as exc:
-            message = exc.message
+            sent = as_sent(tasks, exc)
         else:
             raise AssertionError(f"still there after {task.dispatch_count} attempt(s): {name}")
-        assert message == NOT_FOUND
+        assert sent == ("NOT_FOUND", NOT_FOUND)
     return check
 
 
@@ -93,18 +121,22 @@ def short(name: str) -> str:
 
 
 def test_delivery_carries_exactly_the_cloud_tasks_headers_and_keeps_body_path_and_query(
-    tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
+    tasks_over: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
 ) -> None:
+    tasks = tasks_over
     payload = {"order": 42, "items": ["pav", "bhaji"], "note": "caf\u00e9"}
     url = target.url(f"{prefix}/orders/42?source=emu&tag=a%20b&tag=c")
+    eta = datetime.now(timezone.utc) + timedelta(seconds=0.5)  # read back as sent, both ways
     created = tasks.create_task(parent=queue_name, task=http_task(
-        url, body=json.dumps(payload).encode(),
+        url, body=json.dumps(payload).encode(), schedule_time=eta,
         headers={"Content-Type": "application/json", "X-Custom": "kept", "User-Agent": "mine"},
     ))
 
     [delivery] = target.wait_under(prefix, finished=True)
 
     assert re.fullmatch(r"\d{19,20}", short(created.name))
+    assert created.schedule_time == eta
+    assert delivery.received >= eta.timestamp() - TOLERANCE
     assert delivery.method == "POST"
     assert delivery.path == f"{prefix}/orders/42"
     assert delivery.query == "source=emu&tag=a%20b&tag=c"
@@ -115,7 +147,7 @@ def test_delivery_carries_exactly_the_cloud_tasks_headers_and_keeps_body_path_an
         "x-cloudtasks-taskname": short(created.name),
         "x-cloudtasks-taskretrycount": "0",
         "x-cloudtasks-taskexecutioncount": "0",
-        "x-cloudtasks-tasketa": f"{created.schedule_time.timestamp():.6f}",
+        "x-cloudtasks-tasketa": f"{eta.timestamp():.6f}",
     }
     assert headers["user-agent"] == "Google-Cloud-Tasks"  # the sender's is replaced
     assert headers["content-type"] == "application/json"
@@ -127,15 +159,19 @@ def test_delivery_carries_exactly_the_cloud_tasks_headers_and_keeps_body_path_an
 
 
 def test_http_method_is_kept_and_no_content_type_is_added(
-    tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
+    tasks_over: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
 ) -> None:
-    tasks.create_task(parent=queue_name, task=http_task(
+    tasks = tasks_over
+    get = tasks.create_task(parent=queue_name, task=http_task(
         target.url(f"{prefix}/get?id=7"), http_method=tasks_v2.HttpMethod.GET))
-    tasks.create_task(parent=queue_name, task=http_task(
+    put = tasks.create_task(parent=queue_name, task=http_task(
         target.url(f"{prefix}/put"), http_method=tasks_v2.HttpMethod.PUT, body=b"raw bytes"))
 
     deliveries = target.wait_under(prefix, 2)
 
+    # The enum comes back as sent, through JSON over REST.
+    assert get.http_request.http_method == tasks_v2.HttpMethod.GET
+    assert put.http_request.http_method == tasks_v2.HttpMethod.PUT
     by_method = {d.method: d for d in deliveries}
     assert set(by_method) == {"GET", "PUT"}
     assert by_method["GET"].query == "id=7"
@@ -257,19 +293,23 @@ def test_rate_below_one_per_second_is_accepted_and_spaces_deliveries(
 
 
 def test_named_task_is_deduplicated_before_and_after_it_ran(
-    tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
+    tasks_over: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
 ) -> None:
+    tasks = tasks_over
     name = f"{queue_name}/tasks/order-42_v1"
     task = http_task(target.url(f"{prefix}/order"), name=name)
     created = tasks.create_task(parent=queue_name, task=task)
     assert created.name == name
+    already_exists = error_over(tasks, exceptions.AlreadyExists)
 
-    with pytest.raises(exceptions.AlreadyExists, match=ALREADY_EXISTS):
+    with pytest.raises(already_exists, match=ALREADY_EXISTS) as raised:
         tasks.create_task(parent=queue_name, task=task)
+    assert raised.value.code == 409
+    assert as_sent(tasks, raised.value) == ("ALREADY_EXISTS", ALREADY_EXISTS)
     [delivery] = target.wait_under(prefix, finished=True)
     assert delivery.task_name == "order-42_v1"
     eventually(task_gone(tasks, name))
-    with pytest.raises(exceptions.AlreadyExists, match=ALREADY_EXISTS):
+    with pytest.raises(already_exists, match=ALREADY_EXISTS):
         tasks.create_task(parent=queue_name, task=task)
 
     assert len(target.under(prefix)) == 1
@@ -309,10 +349,11 @@ def test_paused_queue_holds_tasks_until_resumed(
 
 
 def test_purge_removes_every_pending_task(
-    tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
+    tasks_over: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
 ) -> None:
+    tasks = tasks_over
     make_queue(tasks, queue_name)
-    tasks.pause_queue(name=queue_name)
+    assert tasks.pause_queue(name=queue_name).state == tasks_v2.Queue.State.PAUSED
     for i in range(3):
         tasks.create_task(parent=queue_name, task=http_task(target.url(f"{prefix}/old/{i}")))
     assert len(list(tasks.list_tasks(parent=queue_name))) == 3
@@ -321,7 +362,7 @@ def test_purge_removes_every_pending_task(
 
     assert purged.purge_time.timestamp() == pytest.approx(time.time(), abs=5)
     assert list(tasks.list_tasks(parent=queue_name)) == []
-    tasks.resume_queue(name=queue_name)
+    assert tasks.resume_queue(name=queue_name).state == tasks_v2.Queue.State.RUNNING
     tasks.create_task(parent=queue_name, task=http_task(target.url(f"{prefix}/new")))
     target.wait_under(f"{prefix}/new", timeout=5)
     time.sleep(0.3)  # a purged task would have been sent with the new one
@@ -329,8 +370,9 @@ def test_purge_removes_every_pending_task(
 
 
 def test_run_task_delivers_a_paused_queues_task_now(
-    tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
+    tasks_over: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
 ) -> None:
+    tasks = tasks_over
     make_queue(tasks, queue_name)
     tasks.pause_queue(name=queue_name)
     later = datetime.now(timezone.utc) + timedelta(hours=1)
@@ -350,8 +392,9 @@ def test_run_task_delivers_a_paused_queues_task_now(
 
 
 def test_get_and_list_show_the_body_only_in_the_full_view_and_delete_removes(
-    tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
+    tasks_over: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
 ) -> None:
+    tasks = tasks_over
     make_queue(tasks, queue_name)
     tasks.pause_queue(name=queue_name)
     body = b'{"big": "payload"}'
@@ -383,8 +426,9 @@ def test_get_and_list_show_the_body_only_in_the_full_view_and_delete_removes(
     assert target.under(prefix) == []
 
 
-def test_list_tasks_pages(tasks: tasks_v2.CloudTasksClient, target: Target,
+def test_list_tasks_pages(tasks_over: tasks_v2.CloudTasksClient, target: Target,
                           queue_name: str, prefix: str) -> None:
+    tasks = tasks_over
     make_queue(tasks, queue_name)
     tasks.pause_queue(name=queue_name)
     names = {tasks.create_task(parent=queue_name,
@@ -398,15 +442,17 @@ def test_list_tasks_pages(tasks: tasks_v2.CloudTasksClient, target: Target,
     tasks.purge_queue(name=queue_name)
 
 
-def test_queue_lifecycle(tasks: tasks_v2.CloudTasksClient, target: Target,
+def test_queue_lifecycle(tasks_over: tasks_v2.CloudTasksClient, target: Target,
                          queue_name: str, prefix: str) -> None:
+    tasks = tasks_over
     created = make_queue(tasks, queue_name, rate_limits=tasks_v2.RateLimits(
         max_dispatches_per_second=20, max_concurrent_dispatches=3))
     assert created.state == tasks_v2.Queue.State.RUNNING
     assert created.retry_config.max_attempts == 100  # Cloud Tasks' defaults filled in
-    assert created.retry_config.min_backoff == timedelta(seconds=0.1)
-    with pytest.raises(exceptions.AlreadyExists, match="Queue already exists"):
+    assert created.retry_config.min_backoff == timedelta(seconds=0.1)  # REST: a JSON string
+    with pytest.raises(error_over(tasks, exceptions.AlreadyExists), match="Queue already exists"):
         make_queue(tasks, queue_name)
+    assert tasks.get_queue(name=queue_name) == created
     assert queue_name in {q.name for q in tasks.list_queues(parent=LOCATION)}
 
     updated = tasks.update_queue(
@@ -415,12 +461,12 @@ def test_queue_lifecycle(tasks: tasks_v2.CloudTasksClient, target: Target,
         update_mask=field_mask_pb2.FieldMask(paths=["rate_limits.max_dispatches_per_second"]),
     )
     assert updated.rate_limits.max_dispatches_per_second == 7
-    assert updated.rate_limits.max_concurrent_dispatches == 3
+    assert updated.rate_limits.max_concurrent_dispatches == 3  # outside the mask: kept
     assert tasks.get_queue(name=queue_name).rate_limits.max_dispatches_per_second == 7
 
     tasks.delete_queue(name=queue_name)
 
-    with pytest.raises(exceptions.NotFound):
+    with pytest.raises(exceptions.NotFound, match=re.escape(NOT_FOUND)):
         tasks.get_queue(name=queue_name)
     with pytest.raises(exceptions.NotFound, match=re.escape(QUEUE_MISSING)):
         tasks.create_task(parent=queue_name, task=http_task(target.url(f"{prefix}/x")))
@@ -617,15 +663,17 @@ def http_job(name: str, uri: str, **settings: Any) -> scheduler_v1.Job:
 
 
 def test_run_job_delivers_with_the_cloud_scheduler_headers(
-    scheduler: scheduler_v1.CloudSchedulerClient, target: Target, ident: str, prefix: str
+    scheduler_over: scheduler_v1.CloudSchedulerClient, target: Target, ident: str, prefix: str
 ) -> None:
+    scheduler = scheduler_over
     name = f"{LOCATION}/jobs/{ident}"
     created = scheduler.create_job(parent=LOCATION, job=http_job(
         name, target.url(f"{prefix}/cron?from=scheduler"), body=b"tick",
-        time_zone="Asia/Kolkata"))
+        time_zone="Asia/Kolkata", retry_config=scheduler_v1.RetryConfig(retry_count=2)))
     assert created.state == scheduler_v1.Job.State.ENABLED
     assert created.schedule_time > datetime.now(timezone.utc) + timedelta(days=1)
-    with pytest.raises(exceptions.AlreadyExists):
+    assert scheduler.get_job(name=name).retry_config.retry_count == 2
+    with pytest.raises(error_over(scheduler, exceptions.AlreadyExists)):
         scheduler.create_job(parent=LOCATION, job=http_job(name, target.url(prefix)))
 
     before = datetime.now(timezone.utc)
@@ -706,29 +754,34 @@ def test_invalid_schedule_or_time_zone_is_rejected(
 
 
 def test_pause_and_resume_follow_the_state_rules_and_update_keeps_the_state(
-    scheduler: scheduler_v1.CloudSchedulerClient, target: Target, ident: str, prefix: str
+    scheduler_over: scheduler_v1.CloudSchedulerClient, target: Target, ident: str, prefix: str
 ) -> None:
+    scheduler = scheduler_over
     name = f"{LOCATION}/jobs/{ident}"
-    scheduler.create_job(parent=LOCATION, job=http_job(name, target.url(prefix)))
+    scheduler.create_job(parent=LOCATION,
+                         job=http_job(name, target.url(prefix), time_zone="Asia/Kolkata"))
     paused = scheduler_v1.Job.State.PAUSED
+    failed_precondition = error_over(scheduler, exceptions.FailedPrecondition)
 
     assert scheduler.pause_job(name=name).state == paused
-    with pytest.raises(exceptions.FailedPrecondition):
+    with pytest.raises(failed_precondition, match="Only an ENABLED job can be paused"):
         scheduler.pause_job(name=name)
     assert scheduler.resume_job(name=name).state == scheduler_v1.Job.State.ENABLED
-    with pytest.raises(exceptions.FailedPrecondition):
+    with pytest.raises(failed_precondition, match="Only a PAUSED job can be resumed"):
         scheduler.resume_job(name=name)
     scheduler.pause_job(name=name)
 
     updated = scheduler.update_job(
-        job=scheduler_v1.Job(name=name, schedule="30 6 * * *", description="new"),
+        job=scheduler_v1.Job(name=name, schedule="30 6 * * *", description="new",
+                             time_zone="UTC"),
         update_mask=field_mask_pb2.FieldMask(paths=["schedule", "description"]),
     )
 
-    assert (updated.state, updated.schedule, updated.description) == (
-        paused, "30 6 * * *", "new")
+    assert (updated.state, updated.schedule, updated.description, updated.time_zone) == (
+        paused, "30 6 * * *", "new", "Asia/Kolkata")  # time_zone is outside the mask
     assert scheduler.get_job(name=name).state == paused
-    with pytest.raises(exceptions.InvalidArgument, match=re.escape(BAD_SCHEDULE)):
+    with pytest.raises(error_over(scheduler, exceptions.InvalidArgument),
+                       match=re.escape(BAD_SCHEDULE)):
         scheduler.update_job(job=scheduler_v1.Job(name=name, schedule="not cron"),
                              update_mask=field_mask_pb2.FieldMask(paths=["schedule"]))
     assert scheduler.get_job(name=name).schedule == "30 6 * * *"
@@ -771,16 +824,19 @@ async def test_async_clients_create_and_get(
 
 
 def test_batch_create_delivers_every_task_and_rejects_a_bad_batch_whole(
-    tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
+    tasks_over: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
 ) -> None:
+    tasks = tasks_over
     requests = [
         tasks_v2.CreateTaskRequest(parent=queue_name, task=http_task(target.url(f"{prefix}/b")))
         for _ in range(20)
     ]
     operation = tasks.batch_create_tasks(parent=queue_name, requests=requests)
 
+    assert operation.done()  # the emulator answers with a finished operation
     result = operation.result(timeout=10)
-    assert len(result.tasks) == 20
+    assert isinstance(result, tasks_v2.BatchCreateTasksResponse)
+    assert len({t.name for t in result.tasks}) == 20
     assert len(target.wait_under(prefix, count=20, finished=True)) == 20
 
     duplicate = f"{queue_name}/tasks/same"
@@ -788,6 +844,6 @@ def test_batch_create_delivers_every_task_and_rejects_a_bad_batch_whole(
         tasks_v2.CreateTaskRequest(parent=queue_name, task=http_task(target.url("/x"), name=name))
         for name in (duplicate, duplicate)
     ]
-    with pytest.raises(exceptions.InvalidArgument, match="same task twice"):
+    with pytest.raises(error_over(tasks, exceptions.InvalidArgument), match="same task twice"):
         tasks.batch_create_tasks(parent=queue_name, requests=bad)
     assert list(tasks.list_tasks(parent=queue_name)) == []

@@ -1,6 +1,11 @@
 """The emulator's REST surface: Google's real clients with `transport="rest"` (HTTP/1.1 JSON
 through `requests`) against the emulator process, and the same calls over gRPC to compare.
 
+The scenarios both transports share (queues, tasks, deliveries, jobs) live in test_emulator.py,
+each run once per transport (the `tasks_over` and `scheduler_over` fixtures); this file keeps
+what only REST has: error parity, routes, JSON and query encoding, HTTP-level errors, the
+certificate endpoints and the client helpers' REST arguments.
+
 Over REST Google's client builds its exception from the HTTP status alone, and prefixes the
 message with the request's method and URL: an ALREADY_EXISTS answer raises `Conflict`, an
 INVALID_ARGUMENT or FAILED_PRECONDITION one `BadRequest` (CLOUD_BEHAVIOUR.md), the HTTP-level
@@ -14,7 +19,6 @@ import asyncio
 import http.client
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -38,26 +42,9 @@ from fastapi_cloud_tasks.emulator.http_server import HttpServer, Router
 from fastapi_cloud_tasks.emulator.rest import add_rest_routes, http_rules
 from fastapi_cloud_tasks.emulator.rpcs import SCHEDULER, TASKS
 
-NOT_FOUND = "Requested entity was not found."
-ALREADY_EXISTS = "Requested entity already exists"
 BAD_SCHEDULE = "Schedule or time zone is invalid."
 FAR_FUTURE = "0 0 1 1 *"  # a schedule that never fires during a test
 WAIT = 10.0
-
-
-@pytest.fixture
-def rest_tasks(emulator: EmulatorProcess) -> Iterator[tasks_v2.CloudTasksClient]:
-    client = emulator_client(emulator.address, transport="rest", http_port=emulator.http_port)
-    yield client
-    client.transport.close()
-
-
-@pytest.fixture
-def rest_scheduler(emulator: EmulatorProcess) -> Iterator[scheduler_v1.CloudSchedulerClient]:
-    client = emulator_scheduler_client(emulator.address, transport="rest",
-                                       http_port=emulator.http_port)
-    yield client
-    client.transport.close()
 
 
 @pytest.fixture
@@ -66,10 +53,6 @@ def plain_http(emulator: EmulatorProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"http://{emulator.host}:{emulator.http_port}",
                       timeout=WAIT) as client:
         yield client
-
-
-def short(name: str) -> str:
-    return name.rsplit("/", 1)[1]
 
 
 def http_job(name: str, uri: str, **settings: Any) -> scheduler_v1.Job:
@@ -81,232 +64,7 @@ def http_job(name: str, uri: str, **settings: Any) -> scheduler_v1.Job:
     )
 
 
-def eventually(check: Callable[[], None], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            check()
-            return
-        except (AssertionError, exceptions.GoogleAPICallError):
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(0.02)
-
-
-# -- Cloud Tasks over REST ---------------------------------------------------------------
-
-
-def test_queue_lifecycle_over_rest(rest_tasks: tasks_v2.CloudTasksClient,
-                                   queue_name: str) -> None:
-    created = rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(
-        name=queue_name, rate_limits=tasks_v2.RateLimits(max_dispatches_per_second=20,
-                                                         max_concurrent_dispatches=3)))
-    assert created.state == tasks_v2.Queue.State.RUNNING
-    assert created.retry_config.min_backoff == timedelta(seconds=0.1)  # Duration as JSON
-    with pytest.raises(exceptions.Conflict, match="Queue already exists"):
-        rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
-    assert rest_tasks.get_queue(name=queue_name) == created
-    assert queue_name in {q.name for q in rest_tasks.list_queues(parent=LOCATION)}
-
-    updated = rest_tasks.update_queue(
-        queue=tasks_v2.Queue(name=queue_name,
-                             rate_limits=tasks_v2.RateLimits(max_dispatches_per_second=7)),
-        update_mask=field_mask_pb2.FieldMask(paths=["rate_limits.max_dispatches_per_second"]),
-    )
-    assert updated.rate_limits.max_dispatches_per_second == 7
-    assert updated.rate_limits.max_concurrent_dispatches == 3  # outside the mask: kept
-
-    rest_tasks.delete_queue(name=queue_name)
-    with pytest.raises(exceptions.NotFound, match=re.escape(NOT_FOUND)):
-        rest_tasks.get_queue(name=queue_name)
-
-
-def test_pause_purge_and_resume_over_rest(
-    rest_tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
-) -> None:
-    rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
-    assert rest_tasks.pause_queue(name=queue_name).state == tasks_v2.Queue.State.PAUSED
-    for i in range(3):
-        rest_tasks.create_task(parent=queue_name, task=http_task(target.url(f"{prefix}/old/{i}")))
-    assert len(list(rest_tasks.list_tasks(parent=queue_name))) == 3
-
-    purged = rest_tasks.purge_queue(name=queue_name)
-
-    assert purged.purge_time.timestamp() == pytest.approx(time.time(), abs=5)
-    assert list(rest_tasks.list_tasks(parent=queue_name)) == []
-    assert rest_tasks.resume_queue(name=queue_name).state == tasks_v2.Queue.State.RUNNING
-    rest_tasks.create_task(parent=queue_name, task=http_task(target.url(f"{prefix}/new")))
-    target.wait_under(f"{prefix}/new", timeout=5)
-    time.sleep(0.3)  # a purged task would have been sent with the new one
-    assert target.under(f"{prefix}/old") == []
-
-
-def test_a_task_created_over_rest_is_delivered_with_its_body_and_headers(
-    rest_tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
-) -> None:
-    payload = {"order": 42, "note": "caf\u00e9"}
-    eta = datetime.now(timezone.utc) + timedelta(seconds=0.5)
-    created = rest_tasks.create_task(parent=queue_name, task=http_task(
-        target.url(f"{prefix}/orders/42?source=rest"), body=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "X-Custom": "kept"},
-        http_method=tasks_v2.HttpMethod.PUT, schedule_time=eta))
-
-    [delivery] = target.wait_under(prefix, finished=True, timeout=WAIT)
-
-    assert created.schedule_time == eta
-    assert created.http_request.http_method == tasks_v2.HttpMethod.PUT
-    assert delivery.received >= eta.timestamp() - 0.005
-    assert (delivery.method, delivery.path, delivery.query) == ("PUT", f"{prefix}/orders/42",
-                                                               "source=rest")
-    assert json.loads(delivery.body) == payload
-    assert delivery.headers["x-custom"] == "kept"
-    assert delivery.headers["content-type"] == "application/json"
-    assert delivery.headers["user-agent"] == "Google-Cloud-Tasks"
-    assert {k: v for k, v in delivery.headers.items() if k.startswith("x-cloudtasks-")} == {
-        "x-cloudtasks-queuename": short(queue_name),
-        "x-cloudtasks-taskname": short(created.name),
-        "x-cloudtasks-taskretrycount": "0",
-        "x-cloudtasks-taskexecutioncount": "0",
-        "x-cloudtasks-tasketa": f"{eta.timestamp():.6f}",
-    }
-
-
-def test_a_named_task_is_deduplicated_over_rest(
-    rest_tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
-) -> None:
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
-    task = http_task(target.url(f"{prefix}/once"), name=f"{queue_name}/tasks/order-42_v1",
-                     schedule_time=later)
-    assert rest_tasks.create_task(parent=queue_name, task=task).name == task.name
-
-    with pytest.raises(exceptions.Conflict) as raised:
-        rest_tasks.create_task(parent=queue_name, task=task)
-
-    assert raised.value.code == 409
-    assert raised.value.message.endswith(f": {ALREADY_EXISTS}")
-    assert raised.value.response.json()["error"]["status"] == "ALREADY_EXISTS"
-
-
-def test_get_and_list_show_the_body_only_in_the_full_view_and_delete_removes_over_rest(
-    rest_tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
-) -> None:
-    rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
-    rest_tasks.pause_queue(name=queue_name)
-    body = b'{"big": "payload"}'
-    created = rest_tasks.create_task(parent=queue_name,
-                                     task=http_task(target.url(f"{prefix}/x"), body=body))
-    full = tasks_v2.Task.View.FULL
-
-    basic = rest_tasks.get_task(name=created.name)
-    assert (basic.view, basic.http_request.body) == (tasks_v2.Task.View.BASIC, b"")
-    got = rest_tasks.get_task(request={"name": created.name, "response_view": full})
-    assert (got.view, got.http_request.body) == (full, body)
-    [listed] = rest_tasks.list_tasks(parent=queue_name)
-    assert (listed.name, listed.http_request.body) == (created.name, b"")
-    [listed] = rest_tasks.list_tasks(request={"parent": queue_name, "response_view": full})
-    assert listed.http_request.body == body
-
-    rest_tasks.delete_task(name=created.name)
-
-    with pytest.raises(exceptions.NotFound, match=re.escape(NOT_FOUND)):
-        rest_tasks.get_task(name=created.name)
-    assert list(rest_tasks.list_tasks(parent=queue_name)) == []
-
-
-def test_list_tasks_pages_over_rest(rest_tasks: tasks_v2.CloudTasksClient, target: Target,
-                                    queue_name: str, prefix: str) -> None:
-    rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
-    rest_tasks.pause_queue(name=queue_name)
-    names = {rest_tasks.create_task(parent=queue_name,
-                                    task=http_task(target.url(f"{prefix}/{i}"))).name
-             for i in range(5)}
-
-    pages = list(rest_tasks.list_tasks(request={"parent": queue_name, "page_size": 2}).pages)
-
-    assert [len(page.tasks) for page in pages] == [2, 2, 1]
-    assert {t.name for page in pages for t in page.tasks} == names
-
-
-def test_run_task_over_rest_delivers_a_paused_queues_task_now(
-    rest_tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
-) -> None:
-    rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
-    rest_tasks.pause_queue(name=queue_name)
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
-    created = rest_tasks.create_task(parent=queue_name, task=http_task(
-        target.url(f"{prefix}/forced"), schedule_time=later))
-
-    ran = rest_tasks.run_task(name=created.name)
-
-    assert ran.name == created.name
-    [delivery] = target.wait_under(prefix, timeout=5, finished=True)
-    assert delivery.task_name == short(created.name)
-
-    def gone() -> None:
-        with pytest.raises(exceptions.NotFound):
-            rest_tasks.get_task(name=created.name)
-    eventually(gone)
-
-
-def test_batch_create_over_rest_is_a_finished_operation_and_every_task_is_delivered(
-    rest_tasks: tasks_v2.CloudTasksClient, target: Target, queue_name: str, prefix: str
-) -> None:
-    requests = [tasks_v2.CreateTaskRequest(parent=queue_name,
-                                           task=http_task(target.url(f"{prefix}/b/{i}")))
-                for i in range(10)]
-
-    operation = rest_tasks.batch_create_tasks(parent=queue_name, requests=requests)
-
-    assert operation.done()
-    result = operation.result(timeout=WAIT)
-    assert isinstance(result, tasks_v2.BatchCreateTasksResponse)
-    assert len({t.name for t in result.tasks}) == 10
-    assert len(target.wait_under(prefix, count=10, finished=True, timeout=WAIT)) == 10
-    duplicate = f"{queue_name}/tasks/same"
-    bad = [tasks_v2.CreateTaskRequest(parent=queue_name,
-                                      task=http_task(target.url("/x"), name=duplicate))
-           for _ in range(2)]
-    with pytest.raises(exceptions.BadRequest, match="same task twice"):
-        rest_tasks.batch_create_tasks(parent=queue_name, requests=bad)
-
-
-# -- Cloud Scheduler over REST -----------------------------------------------------------
-
-
-def test_job_lifecycle_over_rest_and_a_run_is_delivered(
-    rest_scheduler: scheduler_v1.CloudSchedulerClient, target: Target, ident: str, prefix: str
-) -> None:
-    name = f"{LOCATION}/jobs/{ident}"
-    created = rest_scheduler.create_job(parent=LOCATION, job=http_job(
-        name, target.url(f"{prefix}/cron?from=rest"), body=b"tick", time_zone="Asia/Kolkata",
-        retry_config=scheduler_v1.RetryConfig(retry_count=2)))
-    assert created.state == scheduler_v1.Job.State.ENABLED
-    assert created.schedule_time > datetime.now(timezone.utc) + timedelta(days=1)
-    assert rest_scheduler.get_job(name=name).retry_config.retry_count == 2
-    assert [j.name for j in rest_scheduler.list_jobs(parent=LOCATION) if j.name == name] == [name]
-
-    updated = rest_scheduler.update_job(
-        job=scheduler_v1.Job(name=name, schedule="30 6 * * *", description="new",
-                             time_zone="UTC"),
-        update_mask=field_mask_pb2.FieldMask(paths=["schedule", "description"]),
-    )
-    assert (updated.schedule, updated.description, updated.time_zone) == (
-        "30 6 * * *", "new", "Asia/Kolkata")  # time_zone is outside the mask
-    assert rest_scheduler.pause_job(name=name).state == scheduler_v1.Job.State.PAUSED
-    with pytest.raises(exceptions.BadRequest, match="Only an ENABLED job can be paused"):
-        rest_scheduler.pause_job(name=name)
-    assert rest_scheduler.resume_job(name=name).state == scheduler_v1.Job.State.ENABLED
-
-    rest_scheduler.run_job(name=name)
-    [delivery] = target.wait_under(prefix, timeout=5, finished=True)
-    assert (delivery.method, delivery.path, delivery.query, delivery.body) == (
-        "POST", f"{prefix}/cron", "from=rest", b"tick")
-    assert delivery.headers["x-cloudscheduler-jobname"] == ident
-    assert delivery.headers["user-agent"] == "Google-Cloud-Scheduler"
-
-    rest_scheduler.delete_job(name=name)
-    with pytest.raises(exceptions.NotFound):
-        rest_scheduler.get_job(name=name)
+# -- errors: the same answer over gRPC and REST --------------------------------------------
 
 
 @pytest.mark.parametrize(("schedule", "time_zone"), [
@@ -330,9 +88,6 @@ def test_an_invalid_schedule_is_refused_over_rest_with_the_grpc_message(
     assert over_rest.value.message == f"POST {request.url}: {BAD_SCHEDULE}"
     assert over_rest.value.response.json() == {"error": {
         "code": 400, "message": BAD_SCHEDULE, "status": "INVALID_ARGUMENT"}}
-
-
-# -- errors: the same answer over gRPC and REST --------------------------------------------
 
 
 @dataclass(frozen=True)
