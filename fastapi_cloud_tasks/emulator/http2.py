@@ -24,7 +24,7 @@ import logging
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import hpack
 
@@ -161,12 +161,12 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport whatever its class (uvloop's is no asyncio.Transport subclass).
+        self._transport = cast(asyncio.Transport, transport)
         settings = b"".join(_SETTING.pack(key, value) for key, value in (
             (MAX_CONCURRENT_STREAMS, STREAM_LIMIT), (INITIAL_WINDOW_SIZE, STREAM_WINDOW),
             (MAX_HEADER_LIST_SIZE, HEADER_LIST_LIMIT)))
-        transport.write(frame(SETTINGS, 0, 0, settings) + frame(
+        self._transport.write(frame(SETTINGS, 0, 0, settings) + frame(
             WINDOW_UPDATE, 0, 0, _U32.pack(CONNECTION_WINDOW - DEFAULT_WINDOW)))
 
     def connection_lost(self, exc: Exception | None) -> None:
