@@ -42,7 +42,7 @@ NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x
 FRAME_SIZE_ERROR = 0x6
 REFUSED_STREAM, COMPRESSION_ERROR = 0x7, 0x9
 # settings
-MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 0x3, 0x4
+HEADER_TABLE_SIZE, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 0x1, 0x3, 0x4
 MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = 0x5, 0x6
 
 DEFAULT_WINDOW = 65_535
@@ -55,6 +55,8 @@ STREAM_LIMIT = 1_000
 HEADER_LIST_LIMIT = 64 * 1024  # advertised; a request over it is refused, the connection kept
 HEADER_BLOCK_LIMIT = 1024 * 1024  # a block (or its decoded list) over this ends the connection
 DECODED_BLOCKS = 256
+DECODED_BLOCK_BYTES = 4096
+LINGER_S = 10.0  # after our last frame, how long a client may take to close its side
 
 _FRAME_HEAD = struct.Struct(">BHBBI")  # length as 8 + 16 bits, type, flags, stream id
 _SETTING = struct.Struct(">HI")
@@ -155,8 +157,13 @@ class Connection(asyncio.Protocol):
         self._peer_frame = DEFAULT_FRAME
         self._recv_unacked = 0
         self._last_stream = 0
+        self._last_accepted = 0  # the highest stream served: what a GOAWAY reports
         self._continuation: tuple[int, int, bytearray] | None = None
         self._going_away = False
+        self._write_closed = False
+        self._linger: asyncio.TimerHandle | None = None
+        self._encoder_table_size = 4096  # the HPACK table our blocks are read against
+        self._table_size_update: int | None = None  # to announce at our next block
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -170,12 +177,16 @@ class Connection(asyncio.Protocol):
             WINDOW_UPDATE, 0, 0, _U32.pack(CONNECTION_WINDOW - DEFAULT_WINDOW)))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
         self._requests.clear()
         self._pending.clear()
         if not self.closed.done():
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._write_closed:
+            return  # read only so that the client's last frames never reset the connection
         buffer = self._buffer
         buffer += data
         try:
@@ -187,12 +198,10 @@ class Connection(asyncio.Protocol):
             else:  # a bug: this connection ends, the server goes on
                 logger.exception("HTTP/2 connection failed")
                 code = INTERNAL_ERROR
-            self._out.append(frame(GOAWAY, 0, 0, _U32.pack(self._last_stream)
+            self._out.append(frame(GOAWAY, 0, 0, _U32.pack(self._last_accepted)
                                    + _U32.pack(code) + str(exc).encode()))
-            self._flush()
-            if self._transport is not None:
-                self._transport.close()
             buffer.clear()
+            self._end_writing()
             return
         del buffer[:start]
         if self._recv_unacked >= CONNECTION_WINDOW // 4:
@@ -208,7 +217,8 @@ class Connection(asyncio.Protocol):
         if self._transport is None or self._transport.is_closing():
             return
         self._going_away = True
-        self._out.append(frame(GOAWAY, 0, 0, _U32.pack(self._last_stream) + _U32.pack(NO_ERROR)))
+        self._out.append(frame(GOAWAY, 0, 0, _U32.pack(self._last_accepted)
+                               + _U32.pack(NO_ERROR)))
         self._flush()
         self._close_if_done()
 
@@ -217,9 +227,23 @@ class Connection(asyncio.Protocol):
             self._transport.abort()
 
     def _close_if_done(self) -> None:
-        if (self._going_away and not self._pending and not self._requests
-                and self._transport is not None):
-            self._flush()  # the last answers' frames may still be waiting in _out
+        if self._going_away and not self._pending and not self._requests:
+            self._end_writing()
+
+    def _end_writing(self) -> None:
+        """Send what is queued, then half-close. Closing outright would stop reading: a
+        frame the client sends meanwhile (a WINDOW_UPDATE as it reads our last answer, a
+        PING) would sit unread, and the kernel resets a socket closed over unread bytes,
+        dropping whatever of ours it had not delivered yet. So the connection ends when
+        the client closes its side, or LINGER_S later."""
+        if self._transport is None or self._write_closed:
+            return
+        self._flush()
+        self._write_closed = True
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+            self._linger = asyncio.get_running_loop().call_later(LINGER_S, self.abort)
+        else:
             self._transport.close()
 
     # -- reading ---------------------------------------------------------------------------
@@ -286,8 +310,8 @@ class Connection(asyncio.Protocol):
             if not flags & ACK:
                 self._out.append(frame(PING, ACK, 0, payload))
         elif kind == RST_STREAM:
-            if stream_id == 0 or len(payload) != 4:
-                raise _Violation(PROTOCOL_ERROR, "a malformed RST_STREAM")
+            if stream_id == 0 or len(payload) != 4 or stream_id > self._last_stream:
+                raise _Violation(PROTOCOL_ERROR, "RST_STREAM malformed or on an idle stream")
             self._end_stream(stream_id)
         elif kind == PUSH_PROMISE:
             raise _Violation(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
@@ -295,8 +319,8 @@ class Connection(asyncio.Protocol):
         # server does not know (§5.5) are ignored.
 
     def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if stream_id == 0:
-            raise _Violation(PROTOCOL_ERROR, "DATA on stream 0")
+        if stream_id == 0 or stream_id > self._last_stream:
+            raise _Violation(PROTOCOL_ERROR, f"DATA on stream {stream_id}, never opened")
         self._recv_unacked += len(payload)
         request = self._requests.get(stream_id)
         if request is None:
@@ -328,17 +352,19 @@ class Connection(asyncio.Protocol):
         cached = self._decoded.get(block)
         if cached is not None and cached[0] == self._table_version:
             return cached[1], cached[2]
-        table = self._decoder.header_table.dynamic_entries
-        before = tuple(table)
+        table = self._decoder.header_table
+        before = (tuple(table.dynamic_entries), table.maxsize)  # all a block can change
         try:
             fields = self._decoder.decode(block, raw=True)
         except hpack.HPACKError as exc:
             raise _Violation(COMPRESSION_ERROR, f"a header block: {exc}") from exc
-        headers = dict(fields)
+        headers: dict[bytes, bytes] = {}
+        for name, value in fields:  # a repeated field is one list (RFC 9110 §5.3)
+            headers[name] = headers[name] + b", " + value if name in headers else value
         size = sum(len(name) + len(value) + 32 for name, value in fields)
-        if tuple(table) != before:
+        if (tuple(table.dynamic_entries), table.maxsize) != before:
             self._table_version += 1
-        else:
+        elif len(block) <= DECODED_BLOCK_BYTES:  # a client's usual blocks, not a flood
             if len(self._decoded) >= DECODED_BLOCKS:
                 self._decoded.clear()
             self._decoded[block] = (self._table_version, headers, size)
@@ -351,6 +377,8 @@ class Connection(asyncio.Protocol):
             if flags & END_STREAM:
                 del self._requests[stream_id]
                 self._answer(stream_id, self.app.respond(request.headers, bytes(request.body)))
+            else:  # a third header block cannot follow: a malformed request (§8.1)
+                self._reset(stream_id, PROTOCOL_ERROR)
             return
         if stream_id <= self._last_stream or stream_id % 2 == 0:
             raise _Violation(PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}")
@@ -358,6 +386,7 @@ class Connection(asyncio.Protocol):
         if self._going_away or len(self._send_windows) >= STREAM_LIMIT:
             self._out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(REFUSED_STREAM)))
             return
+        self._last_accepted = stream_id
         self._send_windows[stream_id] = self._peer_stream_window
         if size > HEADER_LIST_LIMIT:
             self._answer(stream_id, self.app.too_large(headers, "headers"),
@@ -385,6 +414,11 @@ class Connection(asyncio.Protocol):
                 self._peer_stream_window = value
                 for open_stream in self._send_windows:
                     self._send_windows[open_stream] += delta
+            elif key == HEADER_TABLE_SIZE and value < self._encoder_table_size:
+                # Our blocks use no table, but a decoder may insist on hearing the new size
+                # at the start of the next block (RFC 7541 §4.2).
+                self._encoder_table_size = value
+                self._table_size_update = value
             elif key == MAX_FRAME_SIZE:
                 if not DEFAULT_FRAME <= value <= 2**24 - 1:
                     raise _Violation(PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE")
@@ -403,7 +437,13 @@ class Connection(asyncio.Protocol):
             if self._send_window > MAX_WINDOW:
                 raise _Violation(FLOW_CONTROL_ERROR, "the connection window overflowed")
         elif stream_id in self._send_windows:
+            if not increment:
+                self._reset(stream_id, PROTOCOL_ERROR)
+                return
             self._send_windows[stream_id] += increment
+            if self._send_windows[stream_id] > MAX_WINDOW:
+                self._reset(stream_id, FLOW_CONTROL_ERROR)
+                return
         else:
             return
         self._send_held_back()
@@ -447,6 +487,11 @@ class Connection(asyncio.Protocol):
         self._close_if_done()
 
     def _header_frames(self, stream_id: int, block: bytes, end_stream: bool) -> None:
+        if self._table_size_update is not None:
+            update = bytearray(_integer(self._table_size_update, 5))
+            update[0] |= 0x20  # a dynamic table size update
+            block = bytes(update) + block
+            self._table_size_update = None
         limit = self._peer_frame
         first, rest = block[:limit], block[limit:]
         flags = (END_STREAM if end_stream else 0) | (0 if rest else END_HEADERS)
@@ -461,6 +506,11 @@ class Connection(asyncio.Protocol):
             self._out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(NO_ERROR)))
         self._send_windows.pop(stream_id, None)
 
+    def _reset(self, stream_id: int, code: int) -> None:
+        """A stream error (RFC 9113 §5.4.2): RST_STREAM with `code`, the stream forgotten."""
+        self._out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(code)))
+        self._end_stream(stream_id)
+
     def _end_stream(self, stream_id: int) -> None:
         """The client reset the stream: forget its request and any answer not yet sent."""
         self._requests.pop(stream_id, None)
@@ -469,7 +519,8 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         if self._out:
-            if self._transport is not None and not self._transport.is_closing():
+            if (self._transport is not None and not self._write_closed
+                    and not self._transport.is_closing()):
                 self._transport.write(b"".join(self._out))
             self._out.clear()
 

@@ -143,9 +143,9 @@ class _ResponseReader:
 
     def _line(self) -> bytearray | None:
         end = self._buffer.find(b"\r\n")
+        if end > MAX_HEAD or (end < 0 and len(self._buffer) > MAX_HEAD + 1):
+            raise _BadResponse(f"a line over {MAX_HEAD} bytes")
         if end < 0:
-            if len(self._buffer) > MAX_HEAD:
-                raise _BadResponse(f"a line over {MAX_HEAD} bytes")
             return None
         line = self._buffer[:end]
         del self._buffer[:end + 2]
@@ -154,7 +154,9 @@ class _ResponseReader:
     def _read_head(self) -> bool:
         """Parse a whole head if it is here; True if one was (the state moved on)."""
         end = self._buffer.find(b"\r\n\r\n")
-        if end > MAX_HEAD or (end < 0 and len(self._buffer) > MAX_HEAD):
+        # The same limit however the bytes arrive: an unfinished head may still end in a
+        # terminator starting at MAX_HEAD.
+        if end > MAX_HEAD or (end < 0 and len(self._buffer) > MAX_HEAD + 3):
             raise _BadResponse(f"a response head over {MAX_HEAD} bytes")
         if end < 0:
             return False
@@ -174,7 +176,9 @@ class _ResponseReader:
             if _NOT_IN_VALUE.search(value):
                 raise _BadResponse(f"the header line {line!r}")
             key = name.decode("ascii").lower()
-            headers[key] = value.decode("latin-1")
+            text = value.decode("latin-1")
+            # A repeated field is one comma-separated list (RFC 9110 §5.3).
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
             if key == "content-length":
                 lengths.add(value)
         if 100 <= status < 200:

@@ -10,6 +10,11 @@ from urllib.parse import quote, urlsplit
 __all__ = ["BODY_METHODS", "HttpTarget", "split_url", "wire_headers"]
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
+# Set per connection and per message by whoever writes the request, never by the sender.
+NOT_FORWARDED = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive",
+    "proxy-connection", "te", "trailer", "upgrade",
+})
 
 _URL_SAFE = "!#$%&'()*+,-./:;=?@[]_~"  # kept as written: reserved characters and escapes
 
@@ -51,11 +56,16 @@ def _sendable(text: str) -> bool:
 def wire_headers(target: HttpTarget, method: str, headers: dict[str, str],
                  body: bytes) -> list[tuple[bytes, bytes]]:
     """The header lines sent: Host, the delivery's headers, and Content-Length for a body (or
-    a method that takes one). Values must be ASCII, as httpx requires (UnicodeEncodeError)."""
+    a method that takes one). Values must be ASCII, as httpx requires (UnicodeEncodeError).
+
+    The sender's own framing and connection fields are not passed on: the hop-by-hop fields
+    of RFC 9110 §7.6.1 belong to each connection, and a `Transfer-Encoding: chunked` beside
+    our Content-Length would let the body be read as a second request."""
     authority = target.authority
     host = authority.encode("ascii") if authority.isascii() else authority.encode("idna")
     fields = [(b"Host", host)]
-    fields += [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+    fields += [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()
+               if name.lower() not in NOT_FORWARDED]
     if body or method in BODY_METHODS:
         fields.append((b"Content-Length", str(len(body)).encode()))
     return fields

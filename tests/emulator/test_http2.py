@@ -9,12 +9,15 @@ shutdown with the answers still owed sent first. Every read has a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import struct
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import hpack
@@ -33,6 +36,7 @@ from fastapi_cloud_tasks.emulator.http2 import (
     FLOW_CONTROL_ERROR,
     FRAME_SIZE_ERROR,
     GOAWAY,
+    HEADER_TABLE_SIZE,
     HEADERS,
     INITIAL_WINDOW_SIZE,
     MAX_CONCURRENT_STREAMS,
@@ -49,6 +53,9 @@ from fastapi_cloud_tasks.emulator.http2 import (
     RST_STREAM,
     SETTINGS,
     WINDOW_UPDATE,
+    Connection,
+    Response,
+    encode_headers,
 )
 
 GET_QUEUE = "/google.cloud.tasks.v2.CloudTasks/GetQueue"
@@ -59,6 +66,17 @@ QUIET_S = 0.3  # how long "nothing more comes" is watched for
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(
         ">I", stream_id) + payload
+
+
+def header_frames(stream_id: int, block: bytes, flags: int = 0) -> bytes:
+    """`block` as HEADERS (with `flags`) and the CONTINUATION frames a 16 KiB frame limit asks."""
+    pieces = [block[i:i + 16_384] for i in range(0, len(block), 16_384)]
+    last = len(pieces) - 1
+    return b"".join(
+        frame(CONTINUATION if index else HEADERS,
+              (flags if not index else 0) | (END_HEADERS if index == last else 0),
+              stream_id, piece)
+        for index, piece in enumerate(pieces))
 
 
 def u32(value: int) -> bytes:
@@ -381,11 +399,7 @@ def test_a_request_over_the_header_list_limit_is_refused_before_its_body_and_res
     raw: RawClient, queue: str,
 ) -> None:
     limit = raw.server_settings[MAX_HEADER_LIST_SIZE]
-    block = raw.headers_block(GET_QUEUE, **{"x-padding": "a" * limit})
-    pieces = [block[i:i + 16_384] for i in range(0, len(block), 16_384)]
-    raw.send(frame(HEADERS, 0, 1, pieces[0]),
-             *(frame(CONTINUATION, 0 if i < len(pieces) - 1 else END_HEADERS, 1, piece)
-               for i, piece in enumerate(pieces[1:], 1)))
+    raw.send(header_frames(1, raw.headers_block(GET_QUEUE, **{"x-padding": "a" * limit})))
 
     answer = raw.answer(1)  # before any DATA was sent
     reset = raw.expect(RST_STREAM)
@@ -433,6 +447,87 @@ def test_streams_beyond_the_advertised_limit_are_refused(raw: RawClient, queue: 
     assert raw.answer(over + 2).status == 0
 
 
+def test_a_goaway_names_the_last_stream_served_not_one_refused(raw: RawClient) -> None:
+    limit = raw.server_settings[MAX_CONCURRENT_STREAMS]
+    block = raw.headers_block(GET_QUEUE)
+    raw.send(*(frame(HEADERS, END_HEADERS, 1 + 2 * i, block) for i in range(limit + 1)))
+    assert raw.expect(RST_STREAM).stream_id == 1 + 2 * limit  # refused: never served
+
+    raw.send(frame(PING, 0, 0, b"1234"))
+
+    assert raw.goaway() == (1 + 2 * (limit - 1), PROTOCOL_ERROR)
+
+
+def test_a_stream_window_update_of_zero_resets_that_stream_only(
+    connect: Connect, queue: str,
+) -> None:
+    raw = connect({INITIAL_WINDOW_SIZE: 8})
+    held_back_call(raw, 1, queue)
+
+    raw.send(frame(WINDOW_UPDATE, 0, 1, u32(0)))
+
+    reset = raw.expect(RST_STREAM)
+    assert (reset.stream_id, reset.payload) == (1, u32(PROTOCOL_ERROR))
+    raw.send(frame(SETTINGS, 0, 0, struct.pack(">HI", INITIAL_WINDOW_SIZE, 65_535)))
+    raw.expect(SETTINGS, flags=ACK)
+    raw.call(3, GET_QUEUE, get_queue(queue))
+    assert raw.answer(3).status == 0
+
+
+def test_request_headers_then_more_headers_without_end_stream_reset_the_stream(
+    raw: RawClient, queue: str,
+) -> None:
+    raw.send(frame(HEADERS, END_HEADERS, 1, raw.headers_block(GET_QUEUE)),
+             frame(HEADERS, END_HEADERS, 1, raw.encoder.encode([("x-late", "1")])))
+
+    reset = raw.expect(RST_STREAM)
+
+    assert (reset.stream_id, reset.payload) == (1, u32(PROTOCOL_ERROR))
+    raw.call(3, GET_QUEUE, get_queue(queue))
+    assert raw.answer(3).status == 0
+
+
+def test_blocks_that_resize_the_table_are_decoded_again_not_remembered(
+    raw: RawClient, queue: str,
+) -> None:
+    """A block that only changes the HPACK table's size leaves its entries alone, yet must be
+    applied again when it comes again: else the server's table drifts from the client's."""
+    fields = [(":method", "POST", True), (":scheme", "http", True), (":path", GET_QUEUE, True),
+              (":authority", "emulator", True), ("content-type", "application/grpc", True)]
+    blocks = []
+    for size in (2048, 4096, 0, 4096):  # never-indexed fields: only the sizes change
+        raw.encoder.header_table_size = size
+        blocks.append(raw.encoder.encode(fields))
+    assert blocks[1] == blocks[3]
+    blocks.append(raw.encoder.encode([*fields, ("x-a", "1")]))  # x-a enters the table...
+    blocks.append(raw.encoder.encode([*fields, ("x-a", "1")]))  # ...and is referred to
+
+    for index, block in enumerate(blocks):
+        stream_id = 1 + 2 * index
+        raw.send(frame(HEADERS, END_HEADERS, stream_id, block),
+                 frame(DATA, END_STREAM, stream_id, get_queue(queue)))
+        assert raw.answer(stream_id).status == 0
+
+
+def test_a_smaller_header_table_setting_is_announced_in_the_next_block(
+    raw: RawClient, queue: str,
+) -> None:
+    """Our blocks use no HPACK table, but a decoder told a smaller size may insist on hearing
+    the update at the start of the next block (RFC 7541 §4.2): once."""
+    raw.send(frame(SETTINGS, 0, 0, struct.pack(">HI", HEADER_TABLE_SIZE, 0)))
+    raw.expect(SETTINGS, flags=ACK)
+
+    raw.call(1, GET_QUEUE, get_queue(queue))
+    head = raw.expect(HEADERS)
+    assert raw.decode(head.payload) == {":status": "200", "content-type": "application/grpc"}
+    assert raw.answer(1).headers == {"grpc-status": "0"}  # the rest: data, then trailers
+    raw.call(3, GET_QUEUE, get_queue(queue))
+    again = raw.expect(HEADERS)
+
+    assert head.payload[0] == 0x20  # a dynamic table size update to 0, then the fields
+    assert again.payload == head.payload[1:]
+
+
 @pytest.mark.parametrize(("frames", "code"), [
     ([frame(HEADERS, END_HEADERS, 0, b"\x82")], PROTOCOL_ERROR),
     ([frame(HEADERS, END_HEADERS, 2, b"\x82")], PROTOCOL_ERROR),
@@ -449,10 +544,12 @@ def test_streams_beyond_the_advertised_limit_are_refused(raw: RawClient, queue: 
      FLOW_CONTROL_ERROR),
     ([frame(PUSH_PROMISE, END_HEADERS, 1, u32(2) + b"\x82")], PROTOCOL_ERROR),
     ([frame(HEADERS, END_HEADERS | PADDED, 1, b"\x09\x82")], PROTOCOL_ERROR),
+    ([frame(DATA, 0, 5, b"x")], PROTOCOL_ERROR),
+    ([frame(RST_STREAM, 0, 7, u32(0x8))], PROTOCOL_ERROR),
 ], ids=["headers-on-0", "even-stream", "data-on-0", "lone-continuation",
         "interrupted-header-block", "bad-hpack", "oversized-frame", "short-ping",
         "zero-window-update", "window-overflow", "partial-setting", "window-setting-too-big",
-        "push-promise", "padding-overrun"])
+        "push-promise", "padding-overrun", "data-on-idle-stream", "reset-of-idle-stream"])
 def test_a_protocol_error_is_a_goaway_and_a_close_and_the_server_serves_on(
     connect: Connect, raw: RawClient, queue: str, frames: list[bytes], code: int,
 ) -> None:
@@ -507,3 +604,97 @@ def test_shutdown_sends_goaway_refuses_new_streams_and_finishes_owed_answers(
         assert emulator.popen.poll() == 0
     finally:
         raw.close()
+
+
+def test_shutdown_delivers_a_large_answer_whole_while_the_client_keeps_talking(
+    start_emulator: StartEmulator, ident: str,
+) -> None:
+    """SIGTERM while ~1.2 MB of an answer still waits to be written; the client then reads it,
+    returning window and pinging as it goes. Those frames reach a server that has stopped
+    serving: were they left unread, the kernel would reset the connection and drop the end
+    of the answer, its trailers and the GOAWAY."""
+    emulator = start_emulator("-q")
+    name = f"{LOCATION}/queues/{ident}"
+    client = emulator.tasks_client()
+    client.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=name))
+    client.pause_queue(name=name)
+    for batch in range(6):
+        client.batch_create_tasks(parent=name, requests=[tasks_v2.CreateTaskRequest(
+            parent=name, task=tasks_v2.Task(http_request=tasks_v2.HttpRequest(
+                url="http://127.0.0.1:9/x", body=bytes([batch, i]) * 1024)))
+            for i in range(100)])
+    emulator.close_clients()
+    raw = RawClient(emulator.address, {INITIAL_WINDOW_SIZE: 2**31 - 1})
+    try:
+        raw.send(frame(WINDOW_UPDATE, 0, 0, u32(2**31 - 1 - 65_535)))
+        request = tasks_v2.ListTasksRequest(parent=name, page_size=1000,
+                                            response_view=tasks_v2.Task.View.FULL)
+        raw.call(1, "/google.cloud.tasks.v2.CloudTasks/ListTasks",
+                 grpc_message(tasks_v2.ListTasksRequest.serialize(request)))
+        time.sleep(0.3)  # not reading: the answer fills the socket buffers, the rest waits
+        emulator.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+
+        data, trailers, goaway, unacked = b"", {}, None, 0
+        while (received := raw.read()) is not None:
+            if received.kind == DATA:
+                data += received.payload
+                unacked += len(received.payload)
+                if unacked >= 65_536:
+                    raw.send(frame(WINDOW_UPDATE, 0, 0, u32(unacked)), frame(PING, 0, 0, b"8" * 8))
+                    unacked = 0
+            elif received.kind == HEADERS:
+                block = raw.decode(received.payload)
+                trailers = block if received.flags & END_STREAM else trailers
+            elif received.kind == GOAWAY:
+                goaway = struct.unpack_from(">II", received.payload)
+
+        listed = tasks_v2.ListTasksResponse.deserialize(data[5:])
+        assert len(listed.tasks) == 600
+        assert int.from_bytes(data[1:5], "big") == len(data) - 5
+        assert trailers == {"grpc-status": "0"}
+        assert goaway == (1, NO_ERROR)
+        deadline = time.monotonic() + 10
+        while emulator.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert emulator.popen.poll() == 0
+    finally:
+        raw.close()
+
+
+def test_large_header_blocks_are_not_remembered() -> None:
+    """Decoded blocks are remembered so the few a client repeats cost nothing; large distinct
+    ones (here each refused as over the header list limit) must not pile up in memory."""
+
+    class Refuse:
+        def respond(self, headers: dict[bytes, bytes], body: bytes) -> Response:
+            raise AssertionError("every request here is over the limit")
+
+        def too_large(self, headers: dict[bytes, bytes], part: str) -> Response:
+            return Response(encode_headers([(b":status", b"431")]))
+
+    class Transport(asyncio.Transport):  # answers are not what this test looks at
+        def write(self, data: Any) -> None:
+            pass
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def held_after(blocks: int) -> int:
+        connection = Connection(Refuse(), 1024)
+        connection.connection_made(Transport())
+        connection.data_received(PREFACE + frame(SETTINGS, 0, 0))
+        encoder = hpack.Encoder()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for index in range(blocks):
+                block = encoder.encode([(":path", "/x"), ("x-big", f"{index:070000d}", True)])
+                connection.data_received(header_frames(1 + 2 * index, block, END_STREAM))
+            return tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+
+    held = asyncio.run(held_after(20))
+
+    assert held < 20 * 70_000 // 4  # remembering them would hold 20 x 70 KB at least

@@ -228,6 +228,24 @@ async def test_a_post_goes_out_byte_for_byte_with_its_target_as_written() -> Non
     ]
 
 
+async def test_the_senders_framing_and_connection_fields_are_not_forwarded() -> None:
+    """A task's `Transfer-Encoding: chunked` beside our Content-Length would let its body be
+    read as a second request: hop-by-hop fields (RFC 9110 §7.6.1) are the client's own."""
+    smuggled = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    headers = {"Transfer-Encoding": "chunked", "Connection": "close", "Keep-Alive": "5",
+               "TE": "trailers", "Trailer": "X-T", "Upgrade": "h2c", "Proxy-Connection": "x",
+               "host": "elsewhere", "content-length": "1", "X-Kept": "yes"}
+    async with serving() as (server, delivery):
+        response = await send(delivery, "POST", server.url("/p"), headers, smuggled, WAIT)
+        assert (await get(delivery, server.url("/next"))).status_code == 200
+
+    assert response.status_code == 200
+    assert server.requests[0] == (
+        f"POST /p HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Kept: yes\r\n"
+        f"Content-Length: {len(smuggled)}\r\n\r\n".encode() + smuggled)
+    assert [target_of(r) for r in server.requests] == ["/p", "/next"]
+
+
 @pytest.mark.parametrize(("method", "body", "length"), [
     ("POST", b"", b"0"),
     ("PUT", b"", b"0"),
@@ -421,6 +439,23 @@ async def test_connection_close_in_the_response_ends_that_connection() -> None:
 
         assert len(server.peers) == 2
         assert [len(peer.requests) for peer in server.peers] == [1, 1]
+
+
+@pytest.mark.parametrize("fields", [
+    (("Connection", "close"), ("Connection", "x-other")),
+    (("Connection", "x-other"), ("Connection", "close")),
+    (("Connection", "x-other, Close"),),
+])
+async def test_close_anywhere_in_the_connection_fields_ends_that_connection(
+    fields: tuple[tuple[str, str], ...],
+) -> None:
+    async with serving(answer(http(headers=fields))) as (server, delivery):
+        response = await get(delivery, server.url("/1"))
+        await asyncio.wait_for(server.peers[0].eof.wait(), WAIT)
+        assert (await get(delivery, server.url("/2"))).status_code == 200
+
+    assert response.headers["connection"] == ", ".join(value for _, value in fields)
+    assert len(server.peers) == 2
 
 
 async def test_an_http_1_0_body_ending_at_close_is_read_to_the_end() -> None:
@@ -693,6 +728,31 @@ async def test_an_invalid_or_cut_response_is_a_delivery_error(reply: bytes, clos
             await asyncio.wait_for(server.peers[0].eof.wait(), WAIT)
 
     assert len(server.requests) == 1
+
+
+MAX_HEAD = 64 * 1024
+LONG_LINE = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"1;" + b"e" * 70_000 + b"\r\nx\r\n0\r\n\r\n")
+_PREFIX = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad: "
+LONGEST_HEAD = _PREFIX + b"a" * (MAX_HEAD - len(_PREFIX)) + b"\r\n\r\n"  # the most allowed
+
+
+@pytest.mark.parametrize("split", [None, 1, 3, 4096], ids=["whole", "1", "3", "4096"])
+async def test_the_size_limits_hold_however_the_bytes_arrive(split: int | None) -> None:
+    """A 70 KB chunk line is refused, a head of exactly 64 KiB read, whether each arrives
+    whole, in pieces, or with its last byte(s) apart."""
+    def pieces(reply: bytes) -> tuple[bytes, ...]:
+        if split is None:
+            return (reply,)
+        if split < 10:  # all but the last `split` bytes, then those
+            return (reply[:-split], reply[-split:])
+        return tuple(reply[i:i + split] for i in range(0, len(reply), split))
+
+    async with serving(answer(*pieces(LONGEST_HEAD))) as (server, delivery):
+        assert (await get(delivery, server.url("/head"))).status_code == 200
+    async with serving(answer(*pieces(LONG_LINE))) as (server, delivery):
+        with pytest.raises(DeliveryError, match="a line over 65536 bytes"):
+            await get(delivery, server.url("/line"))
 
 
 async def test_cancelling_a_request_closes_its_connection() -> None:

@@ -95,6 +95,17 @@ async def test_the_app_sees_the_request_a_server_builds_from_the_wire() -> None:
     assert seen["body"] == b"{}"
 
 
+async def test_the_senders_framing_and_connection_fields_do_not_reach_the_app() -> None:
+    """As over the emulator's wire: hop-by-hop fields are the connection's, not the task's."""
+    SEEN.clear()
+    await deliver(app, "POST", "http://w/tasks/a", {
+        "Transfer-Encoding": "chunked", "Connection": "close", "Keep-Alive": "5", "TE": "x",
+        "Trailer": "X-T", "Upgrade": "h2c", "Host": "elsewhere", "X-Kept": "yes"}, b"{}")
+
+    assert sorted(SEEN[0]["scope"]["headers"]) == [
+        (b"content-length", b"2"), (b"host", b"w"), (b"x-kept", b"yes")]
+
+
 async def test_a_post_without_a_body_says_content_length_0_a_get_says_nothing() -> None:
     SEEN.clear()
     await deliver(app, "POST", "http://w/tasks/a/b", {}, b"")
