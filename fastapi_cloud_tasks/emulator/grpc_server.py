@@ -20,6 +20,7 @@ from google.api_core import exceptions
 from google.protobuf.message import DecodeError
 
 from fastapi_cloud_tasks.emulator.http2 import (
+    BUFFER_LIMIT,
     HEADER_LIST_LIMIT,
     Connection,
     Response,
@@ -127,6 +128,10 @@ class GrpcServer:
             return status_response(RESOURCE_EXHAUSTED, (
                 f"The request's metadata is larger than {HEADER_LIST_LIMIT} bytes, the most "
                 "this server receives."))
+        if part == "connection":
+            return status_response(RESOURCE_EXHAUSTED, (
+                f"This connection's unfinished requests hold over {BUFFER_LIMIT} bytes; "
+                "send fewer large requests at once."))
         return status_response(RESOURCE_EXHAUSTED,
                                f"The request is larger than {MAX_MESSAGE} bytes, the most this "
                                "server receives.")

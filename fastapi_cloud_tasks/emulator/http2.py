@@ -54,6 +54,7 @@ CONNECTION_WINDOW = 1 << 24
 STREAM_LIMIT = 1_000
 HEADER_LIST_LIMIT = 64 * 1024  # advertised; a request over it is refused, the connection kept
 HEADER_BLOCK_LIMIT = 1024 * 1024  # a block (or its decoded list) over this ends the connection
+BUFFER_LIMIT = 64 * 1024 * 1024  # unfinished request bodies one connection may make us hold
 DECODED_BLOCKS = 256
 DECODED_BLOCK_BYTES = 4096
 LINGER_S = 10.0  # after our last frame, how long a client may take to close its side
@@ -105,7 +106,8 @@ class Response:
 class Application(Protocol):
     def respond(self, headers: dict[bytes, bytes], body: bytes) -> Response: ...
     def too_large(self, headers: dict[bytes, bytes], part: str) -> Response:
-        """The answer to a request whose `part` ("body" or "headers") is over the limit."""
+        """The answer to a request over a limit: its "body", its "headers", or the
+        "connection"'s for request bodies not yet whole."""
 
 
 class _Violation(Exception):
@@ -138,9 +140,11 @@ class _Output:
 class Connection(asyncio.Protocol):
     """One client connection. `closed` resolves when the transport is gone."""
 
-    def __init__(self, app: Application, max_body: int) -> None:
+    def __init__(self, app: Application, max_body: int,
+                 buffer_limit: int = BUFFER_LIMIT) -> None:
         self.app = app
         self.max_body = max_body
+        self.buffer_limit = buffer_limit
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -156,6 +160,7 @@ class Connection(asyncio.Protocol):
         self._peer_stream_window = DEFAULT_WINDOW
         self._peer_frame = DEFAULT_FRAME
         self._recv_unacked = 0
+        self._buffered = 0  # bytes of unfinished request bodies, all streams
         self._last_stream = 0
         self._last_accepted = 0  # the highest stream served: what a GOAWAY reports
         self._continuation: tuple[int, int, bytearray] | None = None
@@ -240,11 +245,14 @@ class Connection(asyncio.Protocol):
             return
         self._flush()
         self._write_closed = True
-        if self._transport.can_write_eof():
-            self._transport.write_eof()
-            self._linger = asyncio.get_running_loop().call_later(LINGER_S, self.abort)
-        else:
-            self._transport.close()
+        try:
+            if self._transport.can_write_eof():
+                self._transport.write_eof()
+                self._linger = asyncio.get_running_loop().call_later(LINGER_S, self.abort)
+            else:
+                self._transport.close()
+        except OSError:  # the client is gone already (ENOTCONN): nothing left to send
+            self._transport.abort()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -328,13 +336,18 @@ class Connection(asyncio.Protocol):
         request.window -= len(payload)
         if request.window < 0:
             raise _Violation(FLOW_CONTROL_ERROR, f"stream {stream_id} overran its window")
-        request.body += _unpad(flags, payload)
-        if len(request.body) > self.max_body:
-            del self._requests[stream_id]
-            self._answer(stream_id, self.app.too_large(request.headers, "body"),
+        body = _unpad(flags, payload)
+        request.body += body
+        self._buffered += len(body)
+        if len(request.body) > self.max_body or self._buffered > self.buffer_limit:
+            # Windows are refilled as bytes arrive (holding them back until requests end
+            # could stall uploads that wait on each other), so memory is bounded here.
+            part = "body" if len(request.body) > self.max_body else "connection"
+            self._forget(stream_id)
+            self._answer(stream_id, self.app.too_large(request.headers, part),
                          request_done=False)
         elif flags & END_STREAM:
-            del self._requests[stream_id]
+            self._forget(stream_id)
             self._answer(stream_id, self.app.respond(request.headers, bytes(request.body)))
         else:
             request.unacked += len(payload)
@@ -375,7 +388,7 @@ class Connection(asyncio.Protocol):
         request = self._requests.get(stream_id)
         if request is not None:  # trailers on a request: gRPC clients send none, but may
             if flags & END_STREAM:
-                del self._requests[stream_id]
+                self._forget(stream_id)
                 self._answer(stream_id, self.app.respond(request.headers, bytes(request.body)))
             else:  # a third header block cannot follow: a malformed request (§8.1)
                 self._reset(stream_id, PROTOCOL_ERROR)
@@ -511,9 +524,15 @@ class Connection(asyncio.Protocol):
         self._out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(code)))
         self._end_stream(stream_id)
 
+    def _forget(self, stream_id: int) -> None:
+        """The request is whole, or given up: its buffered body no longer counts."""
+        request = self._requests.pop(stream_id, None)
+        if request is not None:
+            self._buffered -= len(request.body)
+
     def _end_stream(self, stream_id: int) -> None:
         """The client reset the stream: forget its request and any answer not yet sent."""
-        self._requests.pop(stream_id, None)
+        self._forget(stream_id)
         self._pending.pop(stream_id, None)
         self._send_windows.pop(stream_id, None)
 

@@ -10,6 +10,7 @@ shutdown with the answers still owed sent first. Every read has a deadline.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import socket
 import struct
@@ -656,28 +657,48 @@ def test_shutdown_delivers_a_large_answer_whole_while_the_client_keeps_talking(
         raw.close()
 
 
+# -- in process: what a socket cannot show ------------------------------------------------
+
+
+class Recorder:
+    """An `http2.Application` that notes what it was asked: `("respond", body)` or
+    `("too_large", part)`, answering 200 or 431 with no body."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, object]] = []
+
+    def respond(self, headers: dict[bytes, bytes], body: bytes) -> Response:
+        self.asked.append(("respond", body))
+        return Response(encode_headers([(b":status", b"200")]))
+
+    def too_large(self, headers: dict[bytes, bytes], part: str) -> Response:
+        self.asked.append(("too_large", part))
+        return Response(encode_headers([(b":status", b"431")]))
+
+
+class Discard(asyncio.Transport):
+    """A transport that drops what the connection writes: these tests look elsewhere."""
+
+    def write(self, data: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def open_in_process(app: Recorder, max_body: int = 1024, **limits: int) -> Connection:
+    connection = Connection(app, max_body, **limits)
+    connection.connection_made(Discard())
+    connection.data_received(PREFACE + frame(SETTINGS, 0, 0))
+    return connection
+
+
 def test_large_header_blocks_are_not_remembered() -> None:
     """Decoded blocks are remembered so the few a client repeats cost nothing; large distinct
     ones (here each refused as over the header list limit) must not pile up in memory."""
 
-    class Refuse:
-        def respond(self, headers: dict[bytes, bytes], body: bytes) -> Response:
-            raise AssertionError("every request here is over the limit")
-
-        def too_large(self, headers: dict[bytes, bytes], part: str) -> Response:
-            return Response(encode_headers([(b":status", b"431")]))
-
-    class Transport(asyncio.Transport):  # answers are not what this test looks at
-        def write(self, data: Any) -> None:
-            pass
-
-        def is_closing(self) -> bool:
-            return False
-
     async def held_after(blocks: int) -> int:
-        connection = Connection(Refuse(), 1024)
-        connection.connection_made(Transport())
-        connection.data_received(PREFACE + frame(SETTINGS, 0, 0))
+        connection = open_in_process(Recorder())
         encoder = hpack.Encoder()
         tracemalloc.start()
         try:
@@ -692,3 +713,52 @@ def test_large_header_blocks_are_not_remembered() -> None:
     held = asyncio.run(held_after(20))
 
     assert held < 20 * 70_000 // 4  # remembering them would hold 20 x 70 KB at least
+
+
+def test_unfinished_bodies_past_the_connection_limit_are_refused_and_freed() -> None:
+    """Windows are refilled as bytes arrive, so the bytes of requests not yet whole are
+    bounded per connection instead: the request that crosses the bound is refused, and what
+    it held is free again for the others."""
+    app = Recorder()
+
+    async def scenario() -> None:
+        connection = open_in_process(app, max_body=100, buffer_limit=250)
+        block = hpack.Encoder().encode([(":method", "POST"), (":path", "/x")])
+        for stream_id in (1, 3, 5):  # 3 x 90 bytes: the third crosses 250
+            connection.data_received(frame(HEADERS, END_HEADERS, stream_id, block)
+                                     + frame(DATA, 0, stream_id, b"x" * 90))
+        connection.data_received(frame(DATA, END_STREAM, 1, b"y" * 10)
+                                 + frame(HEADERS, END_HEADERS, 7, block)
+                                 + frame(DATA, 0, 7, b"z" * 90))
+        connection.data_received(frame(DATA, END_STREAM, 7, b"!"))
+
+    asyncio.run(scenario())
+
+    assert app.asked == [("too_large", "connection"), ("respond", b"x" * 90 + b"y" * 10),
+                         ("respond", b"z" * 90 + b"!")]
+
+
+def test_going_away_from_a_client_already_gone_aborts_quietly() -> None:
+    """At shutdown a client may have disconnected without the loop having heard yet: the
+    half-close then fails with ENOTCONN, which must not stop the server's shutdown."""
+
+    class Gone(Discard):
+        aborted = False
+
+        def can_write_eof(self) -> bool:
+            return True
+
+        def write_eof(self) -> None:
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    async def scenario() -> Gone:
+        connection = Connection(Recorder(), 1024)
+        transport = Gone()
+        connection.connection_made(transport)
+        connection.go_away()
+        return transport
+
+    assert asyncio.run(scenario()).aborted
