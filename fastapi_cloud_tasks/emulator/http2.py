@@ -9,12 +9,14 @@ Why not grpcio's server, or h2: a unary gRPC call costs ~0.6 ms of server CPU th
 What a connection does: the server preface, SETTINGS and their acknowledgement, PING answers,
 flow control both ways (receive windows refilled as data arrives, responses held back while the
 client's windows are shut), CONTINUATION, RST_STREAM, a stream limit, GOAWAY on a protocol error
-and on shutdown. Each request whose stream ends is answered at once by a synchronous
-`Application` (everything the emulator serves is a short in-memory call); a body over
-`max_body` is answered by the application's `too_large` as soon as it is seen, and the stream
-reset; so is a header list over the advertised SETTINGS_MAX_HEADER_LIST_SIZE (only a block
-too large to decode safely ends the connection). Server push, priorities and the HTTP/1.1
-upgrade are never used by gRPC and not served.
+and on shutdown (then a half-close, reading on until the client closes). Each request whose
+stream ends is answered at once by a synchronous `Application` (everything the emulator serves
+is a short in-memory call); a body over `max_body` is answered by the application's
+`too_large` as soon as it is seen, and the stream reset; so is a header list over the
+advertised SETTINGS_MAX_HEADER_LIST_SIZE (only a block too large to decode safely ends the
+connection), and the request that takes the bodies still arriving on one connection past
+`buffer_limit`. Server push, priorities and the HTTP/1.1 upgrade are never used by gRPC and
+not served.
 """
 
 from __future__ import annotations
