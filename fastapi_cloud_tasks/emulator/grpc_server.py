@@ -5,8 +5,8 @@ type, run on the engine (`rpcs.bind`) and answered in Google's wire format. Erro
 statuses in the trailers, as the real service sends them: the engine's own errors keep their
 code and message; a path nobody serves is UNIMPLEMENTED, a message that does not parse
 INVALID_ARGUMENT, one over 4 MiB (grpc's default limit), with over 64 KiB of metadata, or
-arriving while a connection's unfinished requests hold 64 MiB, RESOURCE_EXHAUSTED. A connection that breaks HTTP/2 is closed; the server keeps serving the
-others.
+arriving while a connection's unfinished requests hold 64 MiB, RESOURCE_EXHAUSTED. A
+connection that breaks HTTP/2 is closed; the server keeps serving the others.
 """
 
 from __future__ import annotations
