@@ -261,7 +261,6 @@ def _attempt_number(record: Any) -> int:
     return int(record.attempt_count if count is None else count)  # else a job run
 
 
-
 def _last_response(attempt: Attempt) -> str:
     if attempt.exception is not None:
         trace = "".join(traceback.format_exception(attempt.exception))

@@ -38,7 +38,7 @@ _HEAD = encode_headers([(b":status", b"200"), (b"content-type", b"application/gr
 _OK = encode_headers([(b"grpc-status", b"0")])
 
 # grpc status codes, as numbered in google/rpc/code.proto
-OK, UNKNOWN, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 2, 3, 8, 12, 13
+UNKNOWN, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 2, 3, 8, 12, 13
 
 
 def status_response(code: int, message: str) -> Response:

@@ -15,7 +15,6 @@ import asyncio
 import re
 import ssl
 from dataclasses import dataclass
-from functools import lru_cache
 
 from fastapi_cloud_tasks.engine.http_target import HttpTarget, split_url, wire_headers
 
@@ -295,7 +294,7 @@ class HttpDelivery:
         """One request and its response within `timeout` seconds, else `TimeoutError`.
         Raises `DeliveryError` when no response came, `ValueError` for a request that
         cannot be written (a bad URL, method, header name or value)."""
-        split = _split_url(url)
+        split = split_url(url)
         try:  # checked before any connection is taken: a bad request sends nothing
             data = request_bytes(method, split, headers, body)
         except ValueError as exc:
@@ -372,9 +371,3 @@ class HttpDelivery:
             for connection in idle:
                 connection.close()
         self._idle.clear()
-
-
-@lru_cache(maxsize=1024)
-def _split_url(url: str) -> HttpTarget:
-    """`split_url`, once per URL: a queue's tasks mostly go to a few."""
-    return split_url(url)

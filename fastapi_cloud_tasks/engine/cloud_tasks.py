@@ -435,8 +435,8 @@ class CloudTasksEngine:
     def _push(self, queue: _Queue, record: TaskRecord) -> None:
         record.version += 1
         heapq.heappush(queue.heap, (record.schedule_time, record.seq, record.version, record.name))
-        if self.on_ready is not None and queue.running:
-            self.on_ready()
+        if queue.running:
+            self._ready()
 
     def _ready(self) -> None:
         if self.on_ready is not None:

@@ -5,6 +5,7 @@ in-process requests, so an app sees the same request from both."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 __all__ = ["BODY_METHODS", "HttpTarget", "split_url", "wire_headers"]
@@ -33,6 +34,7 @@ class HttpTarget:
         return self.port if self.port is not None else (443 if self.scheme == "https" else 80)
 
 
+@lru_cache(maxsize=1024)  # once per URL: a queue's tasks mostly go to a few
 def split_url(url: str) -> HttpTarget:
     """`url` as it is sent. Characters that cannot go on the wire as written (non-ASCII,
     spaces, controls) are percent-encoded as UTF-8, as HTTP clients do; the fragment is
