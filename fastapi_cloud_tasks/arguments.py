@@ -8,6 +8,7 @@ not a task that fails at the worker until its retries run out.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -443,3 +444,30 @@ def _run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
         return done.value
     coro.close()
     raise RuntimeError("FastAPI's body parsing suspended; report this to fastapi-cloud-tasks")
+
+
+def keyword_arguments(
+    signature: EndpointSignature, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """`kwargs` with positional `args` named after the endpoint's parameters, in order, as a
+    call of the endpoint itself would bind them (the typed `.delay()` accepts both)."""
+    if not args:
+        return kwargs
+    names = [
+        p.name for p in inspect.signature(signature.route.endpoint).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    problems = [
+        ArgumentProblem("unknown", f"#{i + 1}", "",
+                        f"positional argument beyond the endpoint's {len(names)} positional "
+                        "parameters; pass it by keyword", value)
+        for i, value in enumerate(args[len(names):], start=len(names))
+    ]
+    named = dict(zip(names, args))
+    problems.extend(
+        ArgumentProblem("unknown", name, "", "given both by position and by keyword", kwargs[name])
+        for name in named if name in kwargs
+    )
+    if problems:
+        raise arguments_error(signature.label, problems)
+    return {**named, **kwargs}

@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from google.cloud import tasks_v2
@@ -16,6 +16,7 @@ from google.cloud import tasks_v2
 from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError
 
 __all__ = [
+    "TaskOptionArgs",
     "TaskOptions",
     "as_duration",
     "check_base_url",
@@ -146,6 +147,22 @@ class TaskOptions:
                 "and enqueue it nearer the time."
             )
         return now + ahead
+
+
+class TaskOptionArgs(TypedDict, total=False):
+    """The keywords of `.options()` and `@task_default_options`, for type checkers (the
+    fields of `TaskOptions`; a test keeps the two in step)."""
+
+    base_url: str
+    queue_path: str
+    task_create_timeout: float
+    pre_create_hook: DelayedHook | None
+    client: tasks_v2.CloudTasksClient | tasks_v2.CloudTasksAsyncClient | None
+    auto_create_queue: bool
+    countdown: timedelta | float | None
+    schedule_time: datetime | None
+    task_id: str | None
+    dispatch_deadline: timedelta | float | None
 
 
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
