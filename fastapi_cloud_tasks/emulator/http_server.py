@@ -1,35 +1,55 @@
 """The emulator's HTTP/1.1 server: REST calls and token certificates on one port.
 
-h11 (already the delivery client's protocol layer) parses and frames the messages: keep-alive,
-Content-Length and chunked request bodies, `Connection: close`, HTTP/1.0, `Expect:
-100-continue`. Handlers are plain synchronous functions of a whole request: everything served
-here is a short in-memory call, run on the event loop. A router answers paths nobody serves
-with 404, known paths with the wrong method with 405, and a handler that raises with 500; the
-connection stays usable after all three. Error bodies are Google's JSON error shape.
+h11 parses and frames the messages: keep-alive, Content-Length and chunked request bodies,
+`Connection: close`, HTTP/1.0, `Expect: 100-continue`. Handlers are plain synchronous
+functions of a whole request: everything served here is a short in-memory call, run on the
+event loop. A router answers paths nobody serves with 404, known paths with the wrong method
+with 405, and a handler that raises with 500; the connection stays usable after all three.
+Error bodies are Google's JSON error shape; status lines carry the standard reason phrase.
+
+Every peer is assumed hostile (`HttpLimits`): connections are capped (the longest-idle one
+makes room, else the newcomer gets a 503 at once), an idle connection is closed, a request
+head and body must each arrive whole within a deadline however slowly the bytes come, and
+unfinished bodies are bounded per request and across connections. `SameOrigin` refuses what
+a web page could send.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import h11
 
-__all__ = ["HttpRequest", "HttpResponse", "HttpServer", "Router", "json_error"]
+from fastapi_cloud_tasks.emulator.same_origin import SameOrigin
+
+__all__ = ["HttpLimits", "HttpRequest", "HttpResponse", "HttpServer", "Router", "json_error"]
 
 logger = logging.getLogger("fastapi_cloud_tasks.emulator")
 
-MAX_BODY = 32 * 1024 * 1024  # Google's HTTP APIs refuse requests over 32 MiB as well
-MAX_HEAD = 64 * 1024
-IDLE_TIMEOUT = 75.0  # seconds a kept-alive connection may wait for its next request
-READ_TIMEOUT = 30.0  # seconds a started request may take to arrive whole
+MAX_HEAD = 64 * 1024  # h11 refuses a longer request head (431)
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What clients may hold of the server; each bound a stranger's bytes would otherwise
+    grow. Timeouts in seconds."""
+
+    max_connections: int = 256  # open at once; well below a laptop's 1,024 descriptors
+    idle_timeout: float = 30.0  # a kept-alive connection's wait for its next request
+    head_timeout: float = 10.0  # a request head, from its first byte to its end
+    body_timeout: float = 60.0  # a request body from the head's end (and a slow reader's
+    # response); 32 MiB at 1 MB/s takes 32 s
+    max_body: int = 32 * 1024 * 1024  # Google's HTTP APIs refuse requests over 32 MiB too
+    max_unfinished: int = 128 * 1024 * 1024  # body bytes held across all connections
 
 
 @dataclass(frozen=True)
@@ -88,17 +108,31 @@ class Router:
 
 
 class HttpServer:
-    """Serves `handler` on `host:port` until `stop`."""
+    """Serves `handler` on `host:port` until `stop`, within `limits`, answering only requests
+    `SameOrigin` lets through (`allowed_hosts`: the names given with `--allow-host`)."""
 
-    def __init__(self, handler: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, handler: Callable[[HttpRequest], HttpResponse], *,
+                 limits: HttpLimits | None = None, allowed_hosts: Iterable[str] = ()) -> None:
         self.handler = handler
+        self.limits = limits or HttpLimits()
+        self.allowed_hosts = tuple(allowed_hosts)
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._origin = SameOrigin("", 0)
+        self._connections: dict[asyncio.Task[None], _Watch] = {}
+        self._idle: dict[_Watch, None] = {}  # waiting for their next request, oldest first
+        self._unfinished = 0  # request body bytes held, across connections
+        self._refused = 0  # connections refused since the last warning about it
+        self._warned = -float("inf")
+        self._busy = _whole(json_error(
+            503, "UNAVAILABLE",
+            f"The emulator already serves {self.limits.max_connections} connections "
+            "(max_connections), none of them idle; retry later, or close some."))
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._serve, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._origin = SameOrigin(host, self.port, self.allowed_hosts)
         return self.port
 
     async def stop(self) -> None:
@@ -115,12 +149,21 @@ class HttpServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        if len(self._connections) >= self.limits.max_connections and not self._evict_idle():
+            writer.write(self._busy)  # refused at once, before reading a byte
+            writer.close()
+            self._warn_refused()
+            return
+        watch = _Watch(task)
+        self._connections[task] = watch
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         try:
-            while (request := await self._read(connection, reader, writer)) is not None:
+            while (request := await self._read(watch, connection, reader, writer)) is not None:
                 self._respond(connection, writer, request, self._handle(request))
-                await writer.drain()
+                if writer.transport.get_write_buffer_size():  # a client slow to read
+                    watch.arm(self.limits.body_timeout, "write")
+                    await writer.drain()
+                    watch.disarm()
                 if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                     break  # closing: asked for, HTTP/1.0, or a body we did not read
                 connection.start_next_cycle()
@@ -130,48 +173,93 @@ class HttpServer:
                 self._respond(connection, writer, None, json_error(
                     status, "INVALID_ARGUMENT" if status < 500 else "INTERNAL",
                     f"Malformed HTTP request: {exc}"), close=True)
-        except _BodyTooLarge:
-            self._respond(connection, writer, None, json_error(
-                413, "INVALID_ARGUMENT", f"The request body exceeds {MAX_BODY} bytes."),
-                close=True)
-        except (asyncio.TimeoutError, ConnectionError, asyncio.CancelledError):
+        except _Refused as exc:
+            self._respond(connection, writer, None, exc.response, close=True)
+        except asyncio.CancelledError:  # stopping, evicted, or a deadline (watch.expired)
+            if watch.expired in ("head", "body") and connection.our_state in (
+                h11.IDLE, h11.SEND_RESPONSE
+            ):
+                seconds = getattr(self.limits, f"{watch.expired}_timeout")
+                self._respond(connection, writer, None, json_error(
+                    408, "DEADLINE_EXCEEDED",
+                    f"The request {watch.expired} did not arrive whole within {seconds} s "
+                    f"({watch.expired}_timeout); the connection is closed."), close=True)
+        except ConnectionError:
             pass
         finally:
-            with contextlib.suppress(Exception):
-                await writer.drain()
-            writer.close()
-            self._connections.discard(task)
+            watch.disarm()
+            self._idle.pop(watch, None)
+            self._unfinished -= watch.unfinished
+            del self._connections[task]
+            if writer.transport.get_write_buffer_size():
+                writer.transport.abort()  # close() would wait for a reader that never reads
+            else:
+                writer.close()
 
-    async def _read(self, connection: h11.Connection, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> HttpRequest | None:
-        """The next whole request; None when the client closed or stayed idle too long."""
+    async def _read(self, watch: _Watch, connection: h11.Connection,
+                    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                    ) -> HttpRequest | None:
+        """The next whole request; None when the client closed or stayed idle too long.
+
+        One timer per connection bounds what it waits for: its next request while idle, the
+        whole head from its first byte, the whole body from the head's end. A byte that
+        arrives does not move a deadline, so dribbling cannot hold a connection."""
+        limits = self.limits
         head: h11.Request | None = None
         body = bytearray()
+        started = False  # a byte of this request has come
+        phase = ""  # what the timer is armed for
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
-                if connection.they_are_waiting_for_100_continue:
-                    writer.write(connection.send(h11.InformationalResponse(
-                        status_code=100, headers=[])) or b"")
-                timeout = IDLE_TIMEOUT if head is None and not body else READ_TIMEOUT
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), timeout)
-                except asyncio.TimeoutError:
-                    if head is None:
-                        return None
-                    raise
+                if head is not None:
+                    if phase != "body":
+                        phase = "body"
+                        watch.arm(limits.body_timeout, phase)
+                    if connection.they_are_waiting_for_100_continue:
+                        writer.write(connection.send(h11.InformationalResponse(
+                            status_code=100, headers=[], reason=b"Continue")) or b"")
+                elif started or connection.trailing_data[0]:
+                    if phase != "head":
+                        phase = "head"
+                        watch.arm(limits.head_timeout, phase)
+                elif phase != "idle":
+                    phase = "idle"
+                    watch.arm(limits.idle_timeout, phase)
+                    self._idle[watch] = None
+                data = await reader.read(65536)
+                if not started:
+                    started = True
+                    self._idle.pop(watch, None)
                 connection.receive_data(data)
             elif isinstance(event, h11.Request):
                 head = event
+                refusal = self._origin.refusal(event.headers)
+                if refusal is not None:
+                    self._warn(f"Refused {event.method.decode('latin-1')} "
+                               f"{event.target.decode('latin-1')}: {refusal}")
+                    raise _Refused(json_error(403, "PERMISSION_DENIED", refusal))
                 length = dict(event.headers).get(b"content-length")
-                if length is not None and int(length) > MAX_BODY:
-                    raise _BodyTooLarge
+                if length is not None and int(length) > limits.max_body:
+                    raise _Refused(self._too_large())
             elif isinstance(event, h11.Data):
+                size = len(event.data)
+                if len(body) + size > limits.max_body:
+                    raise _Refused(self._too_large())
+                if self._unfinished + size > limits.max_unfinished:
+                    raise _Refused(json_error(
+                        429, "RESOURCE_EXHAUSTED",
+                        f"The emulator already holds {self._unfinished} bytes of unfinished "
+                        f"request bodies (max_unfinished {limits.max_unfinished}); send this "
+                        "request again once others have finished."))
                 body += event.data
-                if len(body) > MAX_BODY:
-                    raise _BodyTooLarge
+                watch.unfinished += size
+                self._unfinished += size
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
+                watch.disarm()
+                self._unfinished -= watch.unfinished
+                watch.unfinished = 0
                 target = urlsplit(head.target.decode("latin-1"))
                 return HttpRequest(
                     method=head.method.decode("ascii").upper(), path=target.path,
@@ -181,6 +269,36 @@ class HttpServer:
                 )
             else:  # ConnectionClosed, or PAUSED after a protocol switch we never accept
                 return None
+
+    def _evict_idle(self) -> bool:
+        """Make room by closing the connection idle the longest; False if none is idle."""
+        watch = next(iter(self._idle), None)
+        if watch is None:
+            return False
+        del self._idle[watch]
+        watch.expire("evicted")
+        return True
+
+    def _too_large(self) -> HttpResponse:
+        return json_error(413, "INVALID_ARGUMENT",
+                          f"The request body exceeds {self.limits.max_body} bytes (max_body).")
+
+    def _warn_refused(self) -> None:
+        self._refused += 1
+        if self._warn(f"Refused {self._refused} connection(s): already serving "
+                      f"{len(self._connections)} (max_connections "
+                      f"{self.limits.max_connections}), none idle"):
+            self._refused = 0
+
+    def _warn(self, message: str) -> bool:
+        """Log `message` unless another was logged in the last 10 s: a flood of refusals
+        must not become a flood of log lines. True if logged."""
+        now = asyncio.get_running_loop().time()
+        if now - self._warned < 10.0:
+            return False
+        self._warned = now
+        logger.warning("%s", message)
+        return True
 
     def _handle(self, request: HttpRequest) -> HttpResponse:
         """The handler's answer; HEAD is GET without the body."""
@@ -203,12 +321,53 @@ class HttpServer:
                    ("Date", formatdate(usegmt=True)), *response.headers]
         if close:
             headers.append(("Connection", "close"))
-        data = connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
+        data = connection.send(h11.Response(status_code=response.status, headers=headers,
+                                            reason=_REASONS.get(response.status, b""))) or b""
         if request is None or request.method != "HEAD":
             data += connection.send(h11.Data(data=response.body)) or b""
         data += connection.send(h11.EndOfMessage()) or b""
         writer.write(data)
 
 
-class _BodyTooLarge(Exception):
-    """A request body over MAX_BODY: answered 413, then the connection closes."""
+class _Watch:
+    """One connection's timer: armed for what it waits for, it cancels the serving task when
+    that takes too long, and says which deadline passed (`expired`)."""
+
+    __slots__ = ("expired", "task", "timer", "unfinished")
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+        self.timer: asyncio.TimerHandle | None = None
+        self.expired = ""  # "idle", "head", "body", "write" or "evicted" once it has
+        self.unfinished = 0  # body bytes of the request being read
+
+    def arm(self, seconds: float, phase: str) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(seconds, self.expire, phase)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def expire(self, phase: str) -> None:
+        self.disarm()
+        self.expired = phase
+        self.task.cancel()
+
+
+def _whole(response: HttpResponse) -> bytes:
+    """`response` as bytes on the wire, closing the connection, for a peer never parsed."""
+    head = (f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}\r\n"
+            f"Content-Type: {response.content_type}\r\n"
+            f"Content-Length: {len(response.body)}\r\nConnection: close\r\n\r\n")
+    return head.encode("latin-1") + response.body
+
+
+class _Refused(Exception):
+    """A request answered with `response` before its body is read; the connection closes."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__(response.status)
+        self.response = response

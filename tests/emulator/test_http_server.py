@@ -2,7 +2,9 @@
 
 What goes over the wire is checked, not what a client library makes of it: keep-alive,
 request bodies framed by Content-Length or chunks, closing when asked (or HTTP/1.0), 404 and
-405, a failing handler, malformed and oversized requests. Every read has a deadline.
+405, a failing handler, malformed and oversized requests; requests a web page could send
+(refused); connection limits and deadlines, with limits small enough that no test sleeps long.
+Every read has a deadline.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from fastapi_cloud_tasks.emulator import http_server
-from fastapi_cloud_tasks.emulator.http_server import HttpRequest, HttpResponse, HttpServer, Router
+from fastapi_cloud_tasks.emulator.http_server import (
+    HttpLimits,
+    HttpRequest,
+    HttpResponse,
+    HttpServer,
+    Router,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,16 +52,43 @@ def broken(request: HttpRequest, match: re.Match[str]) -> HttpResponse:
     raise RuntimeError("a bug in a handler")
 
 
-@pytest_asyncio.fixture
-async def server() -> AsyncIterator[HttpServer]:
+def routes(calls: list[HttpRequest] | None = None) -> Router:
+    def recorded(request: HttpRequest, match: re.Match[str]) -> HttpResponse:
+        if calls is not None:
+            calls.append(request)
+        return echo(request, match)
+
     router = Router()
-    router.add("GET", r"/items/([^/]+)", echo)
-    router.add("POST", r"/items/([^/]+)", echo)
+    router.add("GET", r"/items/([^/]+)", recorded)
+    router.add("POST", r"/items/([^/]+)", recorded)
     router.add("GET", r"/broken", broken)
-    served = HttpServer(router)
-    await served.start("127.0.0.1", 0)
-    yield served
-    await asyncio.wait_for(served.stop(), WAIT * 3)
+    router.add("GET", r"/big", lambda request, match: HttpResponse(200, b"x" * 8_000_000))
+    return router
+
+
+Start = Callable[..., Awaitable[HttpServer]]
+
+
+@pytest_asyncio.fixture
+async def start() -> AsyncIterator[Start]:
+    """Start an HttpServer on 127.0.0.1 (keywords: `HttpServer`'s, and `calls` to record the
+    requests its handlers get); every one is stopped in teardown."""
+    servers: list[HttpServer] = []
+
+    async def start_server(calls: list[HttpRequest] | None = None,
+                           **settings: object) -> HttpServer:
+        servers.append(HttpServer(routes(calls), **settings))  # type: ignore[arg-type]
+        await servers[-1].start("127.0.0.1", 0)
+        return servers[-1]
+
+    yield start_server
+    for served in servers:
+        await asyncio.wait_for(served.stop(), WAIT * 3)
+
+
+@pytest_asyncio.fixture
+async def server(start: Start) -> HttpServer:
+    return await start()
 
 
 class Peer:
@@ -90,15 +124,16 @@ class Peer:
 
 
 Connect = Callable[[], Awaitable[Peer]]
+Dial = Callable[[HttpServer], Awaitable[Peer]]
 
 
 @pytest_asyncio.fixture
-async def connect(server: HttpServer) -> AsyncIterator[Connect]:
-    """Open a connection to `server`; every one is closed in teardown."""
+async def dial() -> AsyncIterator[Dial]:
+    """Open a connection to a server; every one is closed in teardown."""
     peers: list[Peer] = []
 
-    async def open_peer() -> Peer:
-        peers.append(Peer(*await asyncio.open_connection("127.0.0.1", server.port)))
+    async def open_peer(served: HttpServer) -> Peer:
+        peers.append(Peer(*await asyncio.open_connection("127.0.0.1", served.port)))
         return peers[-1]
 
     yield open_peer
@@ -106,12 +141,18 @@ async def connect(server: HttpServer) -> AsyncIterator[Connect]:
         await peer.close()
 
 
+@pytest.fixture
+def connect(server: HttpServer, dial: Dial) -> Connect:
+    """Open a connection to `server`."""
+    return lambda: dial(server)
+
+
 def get(path: str, *extra: str) -> bytes:
-    return "\r\n".join([f"GET {path} HTTP/1.1", "Host: test", *extra, "", ""]).encode()
+    return "\r\n".join([f"GET {path} HTTP/1.1", "Host: localhost", *extra, "", ""]).encode()
 
 
 def post(path: str, body: bytes, *extra: str) -> bytes:
-    head = [f"POST {path} HTTP/1.1", "Host: test", f"Content-Length: {len(body)}", *extra]
+    head = [f"POST {path} HTTP/1.1", "Host: localhost", f"Content-Length: {len(body)}", *extra]
     return "\r\n".join([*head, "", ""]).encode() + body
 
 
@@ -146,8 +187,8 @@ async def test_pipelined_requests_are_answered_in_order(connect: Connect) -> Non
 async def test_a_chunked_request_body_arrives_whole(connect: Connect) -> None:
     peer = await connect()
 
-    await peer.send(b"POST /items/c HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    await peer.send(b"POST /items/c HTTP/1.1\r\nHost: localhost\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
 
     assert (await peer.reply()).json()["body"] == "hello world"  # type: ignore[index]
 
@@ -166,7 +207,7 @@ async def test_a_body_split_across_packets_is_waited_for(connect: Connect) -> No
 async def test_expect_100_continue_is_answered_before_the_body(connect: Connect) -> None:
     peer = await connect()
 
-    await peer.send(b"POST /items/e HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n"
+    await peer.send(b"POST /items/e HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
                     b"Expect: 100-continue\r\n\r\n")
     interim = await asyncio.wait_for(peer.reader.readuntil(b"\r\n\r\n"), WAIT)
     await peer.send(b"ok")
@@ -195,7 +236,7 @@ async def test_unknown_path_is_404_and_wrong_method_405_with_allow(connect: Conn
 
     await peer.send(get("/nothing/here"))
     missing = await peer.reply()
-    await peer.send(b"DELETE /items/1 HTTP/1.1\r\nHost: test\r\n\r\n")
+    await peer.send(b"DELETE /items/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
     wrong = await peer.reply()
     await peer.send(get("/items/still-served"))
     after = await peer.reply()
@@ -213,7 +254,7 @@ async def test_unknown_path_is_404_and_wrong_method_405_with_allow(connect: Conn
 async def test_head_is_get_without_the_body(connect: Connect) -> None:
     peer = await connect()
 
-    await peer.send(b"HEAD /items/h HTTP/1.1\r\nHost: test\r\n\r\n")
+    await peer.send(b"HEAD /items/h HTTP/1.1\r\nHost: localhost\r\n\r\n")
     head = await peer.reply(head_only=True)
     await peer.send(get("/items/h"))
     full = await peer.reply()
@@ -244,7 +285,7 @@ async def test_a_failing_handler_is_a_500_and_the_connection_serves_on(
 @pytest.mark.parametrize("garbage", [
     pytest.param(b"NOT HTTP AT ALL\r\n\r\n", id="bad-request-line"),
     pytest.param(b"GET /items/1 HTTP/1.1\r\nBad Header\r\n\r\n", id="bad-header"),
-    pytest.param(b"POST /items/1 HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n",
+    pytest.param(b"POST /items/1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n",
                  id="bad-content-length"),
 ])
 async def test_a_malformed_request_gets_400_and_a_close_and_others_are_served(
@@ -264,17 +305,16 @@ async def test_a_malformed_request_gets_400_and_a_close_and_others_are_served(
     assert (await other.reply()).status == 200
 
 
-async def test_an_oversized_body_gets_413_without_being_read(
-    connect: Connect, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(http_server, "MAX_BODY", 10)
+async def test_an_oversized_body_gets_413_without_being_read(start: Start, dial: Dial) -> None:
+    server = await start(limits=HttpLimits(max_body=10))
+    connect: Connect = lambda: dial(server)  # noqa: E731
     peer = await connect()
 
-    await peer.send(b"POST /items/big HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n")
+    await peer.send(b"POST /items/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n")
     declared = await peer.reply()
     chunked = await connect()
-    await chunked.send(b"POST /items/big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       b"6\r\nabcdef\r\n6\r\nghijkl\r\n")
+    await chunked.send(b"POST /items/big HTTP/1.1\r\nHost: localhost\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\nghijkl\r\n")
     streamed = await chunked.reply()
 
     assert declared.status == streamed.status == 413
@@ -283,10 +323,9 @@ async def test_an_oversized_body_gets_413_without_being_read(
 
 
 async def test_an_idle_connection_is_closed_after_the_idle_timeout(
-    connect: Connect, monkeypatch: pytest.MonkeyPatch
+    start: Start, dial: Dial
 ) -> None:
-    monkeypatch.setattr(http_server, "IDLE_TIMEOUT", 0.2)
-    peer = await connect()
+    peer = await dial(await start(limits=HttpLimits(idle_timeout=0.2)))
     await peer.send(get("/items/1"))
     await peer.reply()
 
@@ -317,3 +356,247 @@ async def test_stop_closes_idle_kept_alive_connections(
     assert await peer.closed_by_server()
     with pytest.raises(ConnectionRefusedError):
         await asyncio.wait_for(asyncio.open_connection("127.0.0.1", server.port), WAIT)
+
+
+async def test_status_lines_carry_the_standard_reason_phrase(connect: Connect) -> None:
+    """h2load and some proxies count `HTTP/1.1 200 ` (no phrase) as a failure."""
+    peer = await connect()
+
+    await peer.send(b"POST /items/e HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+    interim = await asyncio.wait_for(peer.reader.readuntil(b"\r\n"), WAIT)
+    await asyncio.wait_for(peer.reader.readuntil(b"\r\n"), WAIT)
+    await peer.send(b"ok")
+    ok = await asyncio.wait_for(peer.reader.readuntil(b"\r\n"), WAIT)
+    await peer.reader.readuntil(b"\r\n\r\n")
+    await peer.reader.readexactly(len(json.dumps({"method": "POST", "id": "e", "query": "",
+                                                   "body": "ok", "type": None})))
+    await peer.send(get("/nothing"))
+    missing = await asyncio.wait_for(peer.reader.readuntil(b"\r\n"), WAIT)
+
+    assert interim == b"HTTP/1.1 100 Continue\r\n"
+    assert ok == b"HTTP/1.1 200 OK\r\n"
+    assert missing == b"HTTP/1.1 404 Not Found\r\n"
+
+
+# -- requests a web page could send: refused (SameOrigin) ----------------------------------
+
+
+def browser_post(port: int, *, host: str | None = None, origin: str | None = None,
+                 fetch_site: str | None = None) -> bytes:
+    """What a page's `fetch(url, {method: "POST", body})` sends: text/plain needs no preflight."""
+    extra = [f"Origin: {origin}"] if origin is not None else []
+    if fetch_site is not None:
+        extra.append(f"Sec-Fetch-Site: {fetch_site}")
+    body = b'{"task": {"httpRequest": {"url": "http://169.254.169.254/"}}}'
+    head = ["POST /items/attack HTTP/1.1", f"Host: {host or f'127.0.0.1:{port}'}",
+            "Content-Type: text/plain;charset=UTF-8", f"Content-Length: {len(body)}", *extra]
+    return "\r\n".join([*head, "", ""]).encode() + body
+
+
+@pytest.mark.parametrize(("kind", "header", "flag"), [
+    pytest.param({"origin": "http://attacker.example"}, "Origin 'http://attacker.example'",
+                 "--allow-host NAME", id="foreign-origin"),
+    pytest.param({"origin": "null"}, "Origin 'null'", "--allow-host NAME", id="null-origin"),
+    pytest.param({"origin": "http://localhost:3000"}, "Origin 'http://localhost:3000'",
+                 "--allow-host NAME", id="another-local-port"),
+    pytest.param({"host": "attacker.example:8124", "origin": "http://attacker.example:8124"},
+                 "Host 'attacker.example:8124'", "--allow-host attacker.example",
+                 id="dns-rebinding"),
+    pytest.param({"host": "attacker.example"}, "Host 'attacker.example'",
+                 "--allow-host attacker.example", id="foreign-host-no-origin"),
+    pytest.param({"fetch_site": "cross-site"}, "Sec-Fetch-Site 'cross-site'",
+                 "--allow-host NAME", id="cross-site-fetch"),
+])
+async def test_a_request_a_web_page_could_send_is_403_and_never_reaches_a_handler(
+    start: Start, dial: Dial, kind: dict[str, str], header: str, flag: str
+) -> None:
+    calls: list[HttpRequest] = []
+    server = await start(calls)
+    peer = await dial(server)
+
+    await peer.send(browser_post(server.port, **kind))
+    reply = await peer.reply()
+
+    assert reply.status == 403
+    error = reply.json()["error"]  # type: ignore[index]
+    assert error["code"] == 403
+    assert error["status"] == "PERMISSION_DENIED"
+    assert f"refuses requests with {header}" in error["message"]
+    assert flag in error["message"]
+    assert calls == []
+    assert await peer.closed_by_server()
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param({}, id="no-origin"),  # Google's REST transport, curl
+    pytest.param({"host": "localhost"}, id="localhost"),
+    pytest.param({"host": "LocalHost.:1"}, id="localhost-any-case-trailing-dot"),
+    pytest.param({"host": "tasks.localhost:8124"}, id="subdomain-of-localhost"),
+    pytest.param({"host": "127.0.0.2"}, id="any-loopback-ipv4"),
+    pytest.param({"host": "[::1]:8124"}, id="ipv6-loopback"),
+    pytest.param({"host": "emulator:1", "origin": "http://emulator:{port}"}, id="allowed-host"),
+    pytest.param({"origin": "http://127.0.0.1:{port}", "fetch_site": "same-origin"},
+                 id="own-origin"),
+    pytest.param({"host": "localhost", "origin": "http://localhost:{port}"},
+                 id="own-origin-by-name"),
+    pytest.param({"fetch_site": "none"}, id="typed-into-the-address-bar"),
+])
+async def test_clients_and_the_emulators_own_pages_are_answered(
+    start: Start, dial: Dial, kind: dict[str, str]
+) -> None:
+    calls: list[HttpRequest] = []
+    server = await start(calls, allowed_hosts=["Emulator"])
+    peer = await dial(server)
+    settings = {key: value.format(port=server.port) for key, value in kind.items()}
+
+    await peer.send(browser_post(server.port, **settings))
+
+    assert (await peer.reply()).status == 200
+    assert len(calls) == 1
+
+
+async def test_a_refused_request_gets_no_100_continue_and_its_body_is_not_read(
+    start: Start, dial: Dial
+) -> None:
+    server = await start()
+    peer = await dial(server)
+
+    await peer.send(b"POST /items/e HTTP/1.1\r\nHost: attacker.example\r\n"
+                    b"Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n")
+
+    assert (await peer.reply()).status == 403
+    assert await peer.closed_by_server()
+
+
+# -- connections: capped, timed out, bounded (HttpLimits) ----------------------------------
+
+
+async def test_past_max_connections_a_new_one_gets_503_at_once_and_the_others_serve_on(
+    start: Start, dial: Dial
+) -> None:
+    server = await start(limits=HttpLimits(max_connections=2))
+    busy = [await dial(server) for _ in range(2)]
+    for peer in busy:  # mid-request, so not idle: neither may be closed to make room
+        await peer.send(get("/items/1")[:10])
+    await asyncio.sleep(0.05)  # let the server read them
+
+    extra = await dial(server)
+    refused = await extra.reply()
+    for peer in busy:
+        await peer.send(get("/items/1")[10:])
+
+    assert refused.status == 503
+    assert refused.headers["connection"] == "close"
+    assert "max_connections" in refused.json()["error"]["message"]  # type: ignore[index]
+    assert await extra.closed_by_server()
+    assert [(await peer.reply()).status for peer in busy] == [200, 200]
+
+
+async def test_at_max_connections_the_longest_idle_one_makes_room(
+    start: Start, dial: Dial
+) -> None:
+    server = await start(limits=HttpLimits(max_connections=2))
+    oldest, newer = await dial(server), await dial(server)
+    for peer in (oldest, newer):
+        await peer.send(get("/items/1"))
+        await peer.reply()
+
+    newest = await dial(server)
+    await newest.send(get("/items/2"))
+
+    assert (await newest.reply()).status == 200
+    assert await oldest.closed_by_server()
+    await newer.send(get("/items/3"))
+    assert (await newer.reply()).status == 200
+
+
+async def dribble(peer: Peer, data: bytes) -> None:
+    """Send `data` a byte every 0.05 s (2 s for 40 bytes), until the server closes."""
+    with contextlib.suppress(ConnectionError):
+        for byte in data:
+            await peer.send(bytes([byte]))
+            await asyncio.sleep(0.05)
+
+
+async def test_a_head_dribbled_byte_by_byte_is_closed_after_the_head_timeout(
+    start: Start, dial: Dial
+) -> None:
+    """Each byte would reset a per-read timeout; the head's deadline runs from its first."""
+    server = await start(limits=HttpLimits(head_timeout=0.3))
+    peer = await dial(server)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    dribbling = asyncio.ensure_future(dribble(peer, get("/items/slow")[:40]))
+    reply = await peer.reply()
+    dribbling.cancel()
+
+    assert reply.status == 408
+    assert "head_timeout" in reply.json()["error"]["message"]  # type: ignore[index]
+    assert loop.time() - started < 1.2
+    assert await peer.closed_by_server()
+
+
+async def test_a_body_dribbled_byte_by_byte_is_closed_after_the_body_timeout(
+    start: Start, dial: Dial
+) -> None:
+    server = await start(limits=HttpLimits(body_timeout=0.3))
+    peer = await dial(server)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    await peer.send(b"POST /items/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n")
+    dribbling = asyncio.ensure_future(dribble(peer, b"x" * 40))
+    reply = await peer.reply()
+    dribbling.cancel()
+
+    assert reply.status == 408
+    assert "body_timeout" in reply.json()["error"]["message"]  # type: ignore[index]
+    assert loop.time() - started < 1.2
+
+
+async def test_a_connection_that_never_sends_is_closed_after_the_idle_timeout(
+    start: Start, dial: Dial
+) -> None:
+    peer = await dial(await start(limits=HttpLimits(idle_timeout=0.2)))
+
+    assert await peer.closed_by_server()
+
+
+async def test_unfinished_bodies_are_bounded_across_connections_and_freed_when_done(
+    start: Start, dial: Dial
+) -> None:
+    server = await start(limits=HttpLimits(max_unfinished=10))
+    first, second = await dial(server), await dial(server)
+    await first.send(post("/items/1", b"12345678")[:-1])  # 7 of its 8 body bytes held
+    await asyncio.sleep(0.05)
+
+    await second.send(post("/items/2", b"12345"))  # 7 + 5 > 10
+    refused = await second.reply()
+    await first.send(b"8")
+    finished = await first.reply()
+    third = await dial(server)
+    await third.send(post("/items/3", b"12345678"))  # the first's bytes were freed
+
+    assert refused.status == 429
+    assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"  # type: ignore[index]
+    assert "max_unfinished" in refused.json()["error"]["message"]  # type: ignore[index]
+    assert finished.status == 200
+    assert (await third.reply()).status == 200
+
+
+async def test_a_client_that_never_reads_its_answer_is_cut_off_after_the_body_timeout(
+    start: Start, dial: Dial
+) -> None:
+    server = await start(limits=HttpLimits(body_timeout=0.3))
+    peer = await dial(server)
+
+    await peer.send(get("/big"))  # 8 MB: more than the socket buffers hold
+    await asyncio.sleep(0.6)
+
+    received = 0
+    with contextlib.suppress(ConnectionError):
+        while chunk := await asyncio.wait_for(peer.reader.read(1 << 20), WAIT):
+            received += len(chunk)
+    assert received < 8_000_000
