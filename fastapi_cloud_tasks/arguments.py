@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -24,12 +25,14 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import cookie_parser
+from starlette.routing import BaseRoute
 
 from fastapi_cloud_tasks.exceptions import (
     ArgumentProblem,
     BadMethodException,
     arguments_error,
 )
+from fastapi_cloud_tasks.route_order import EarlierRoutes, route_label
 
 __all__ = ["EndpointSignature", "HttpCall", "endpoint_label", "supplied_by"]
 
@@ -131,9 +134,17 @@ class EndpointSignature:
 
     `is_supplied(header_name)` tells which headers the service sets itself (for example
     `X-CloudTasks-*`): the caller never passes those, even when a dependency declares them.
+    `routes` is the list of routes of the route's router, by default found while the router
+    builds the route: a path an earlier route there answers is refused.
     """
 
-    def __init__(self, route: APIRoute, *, is_supplied: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        route: APIRoute,
+        *,
+        is_supplied: Callable[[str], bool],
+        routes: list[BaseRoute] | None = None,
+    ) -> None:
         self.route = route
         self.label = endpoint_label(route)
         self.method = route_method(route)
@@ -168,6 +179,7 @@ class EndpointSignature:
         self._embed_body = bool(
             getattr(route, "_embed_body_fields", len(fields["body"]) > 1)
         )
+        self._earlier_routes = EarlierRoutes(route, routes)
 
     def _add_param(self, field: Any, location: str, is_supplied: Callable[[str], bool]) -> None:
         if isinstance(field.field_info, params.Form):  # File is a Form too
@@ -232,6 +244,8 @@ class EndpointSignature:
                     ArgumentProblem("missing", param.name, param.location, "required, not given")
                 )
         call = self._serialize(typed, kwargs, problems)
+        if not problems:
+            problems.extend(self._check_path_is_ours(call, kwargs))
         if problems:
             raise arguments_error(self.label, problems)
         problems = self._check_round_trip(call, typed, kwargs)
@@ -250,13 +264,15 @@ class EndpointSignature:
         body: dict[str, Any] = {}
         for name, value in typed.items():
             param = self.params[name]
-            wire = param.field.serialize(value, mode="json")
             try:
+                wire = _serialized(param, value)
                 for key, item in _spread(param, wire):
                     if param.location == "path":
                         path_values[key] = _path_text(name, item, self.route, key)
                     elif param.location == "query":
                         query.extend((key, _text(name, v, "query string")) for v in _listed(item))
+                    elif item is None:
+                        continue  # an absent header or cookie: the endpoint's default applies
                     elif param.location == "header":
                         headers[key] = _header_text(name, item)
                     elif param.location == "cookie":
@@ -294,7 +310,32 @@ class EndpointSignature:
                 for name, p in self.params.items() if p.location == "body" and p.key in body
             )
             return None
-        return text.encode("utf-8")
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate somewhere: name the values holding one
+            for name, p in self.params.items():
+                if p.location == "body" and p.key in body:
+                    bad = _surrogate_in(json.dumps(body[p.key], ensure_ascii=False))
+                    if bad is not None:
+                        problems.append(ArgumentProblem("undeliverable", name, "body", bad,
+                                                        kwargs.get(name)))
+            return None
+
+    def _check_path_is_ours(
+        self, call: HttpCall, kwargs: Mapping[str, Any]
+    ) -> list[ArgumentProblem]:
+        """A problem if a route declared earlier on the router would answer `call`."""
+        other = self._earlier_routes.answering(self.method, unquote(call.path))
+        if other is None:
+            return []
+        names = [n for n, p in self.params.items() if p.location == "path" and n in kwargs]
+        return [ArgumentProblem(
+            "undeliverable", ", ".join(names) or "(path)", "path",
+            f"{self.method} {call.path} is answered by {route_label(other)}, declared before "
+            "this route on its router (Starlette runs the first route that matches); pass "
+            "another value, or declare this route before that one",
+            kwargs[names[0]] if names else None,
+        )]
 
     def parse(
         self, call: HttpCall, fields: Mapping[str, list[Any]] | None = None
@@ -386,10 +427,49 @@ def _listed(item: Any) -> list[Any]:
     return list(item) if isinstance(item, list) else [item]
 
 
+def _serialized(param: _Param, value: Any) -> Any:
+    """The value as JSON data, the form every part of the request is built from."""
+    try:
+        return param.field.serialize(value, mode="json")
+    except ValueError as exc:  # pydantic's serialization errors, undecodable bytes
+        hint = " (bytes travel as UTF-8 text: pass text, or base64-encode binary data)" if (
+            isinstance(exc, UnicodeDecodeError) or "utf-8" in str(exc).lower()) else ""
+        raise _Undeliverable(param.name, f"cannot be serialized for the request: {exc}{hint}"
+                             ) from None
+
+
+def _surrogate_in(text: str) -> str | None:
+    """Why `text` cannot be sent as UTF-8, or None if it can."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"contains the lone surrogate {exc.object[exc.start:exc.end]!r}, which is not "
+                "text and has no UTF-8 form; pass valid text (decode bytes with "
+                "errors='replace' or 'backslashreplace')")
+    return None
+
+
 def _text(name: str, value: Any, where: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
+    if isinstance(value, str):
+        bad = _surrogate_in(value)
+        if bad is not None:
+            raise _Undeliverable(name, bad)
+        return value
+    if isinstance(value, int):
+        try:
+            return str(value)
+        except ValueError:  # over sys.get_int_max_str_digits(): the worker cannot parse it
+            digits = int(value.bit_length() * 0.30103) + 1
+            raise _Undeliverable(
+                name,
+                f"an int of about {digits:,} digits is over Python's limit of "
+                f"{sys.get_int_max_str_digits():,} digits for int-text conversion, so the "
+                f"endpoint could not read it from a {where}; send a smaller number, or its "
+                "hex(value) text in a str parameter",
+            ) from None
+    if isinstance(value, float):
         return str(value)
     raise _Undeliverable(name, f"a {type(value).__name__} value cannot be sent in a {where}")
 
@@ -426,6 +506,16 @@ def _cookie_pair(name: str, key: str, value: Any) -> str:
         raise _Undeliverable(name, f"{key!r} is not a valid cookie name")
     text = _text(name, value, "cookie")
     _, quoted = SimpleCookie().value_encode(text)
+    # The cookie quoting escapes only characters up to U+00FF; the rest would go raw into a
+    # header, which carries ASCII only.
+    wide = next((ch for ch in quoted if ch > "~"), None)
+    if wide is not None:
+        raise _Undeliverable(
+            name,
+            f"cookie value {text!r} contains {wide!r}; a Cookie header carries only "
+            "characters up to U+00FF. Send the value in the query or body, or encode it "
+            "(e.g. urllib.parse.quote) and decode it in the endpoint",
+        )
     return f"{key}={quoted}"
 
 

@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 from google.cloud import tasks_v2
@@ -22,7 +22,10 @@ __all__ = [
     "check_base_url",
     "check_queue_path",
     "positive_seconds",
+    "run_hook",
 ]
+
+Request = TypeVar("Request")
 
 DelayedHook = Callable[[tasks_v2.CreateTaskRequest], tasks_v2.CreateTaskRequest]
 
@@ -39,7 +42,14 @@ def check_base_url(base_url: object) -> str:
             f"base_url={base_url!r} must be a string starting with 'http://' or 'https://' "
             "(Cloud Tasks and Cloud Scheduler call only HTTP(S) URLs)."
         )
-    parts = urlsplit(base_url)
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018 - parsed on access: raises for a port that is no number
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535"...
+        raise InvalidTaskOptionError(
+            f"base_url={base_url!r} is not a valid URL ({exc}); write it as "
+            "'https://host[:port][/prefix]', an IPv6 host in brackets ('http://[::1]:8000')."
+        ) from None
     if not parts.netloc or "?" in base_url or "#" in base_url:
         # The route's path is appended to base_url: a query or fragment would swallow it.
         raise InvalidTaskOptionError(
@@ -131,6 +141,12 @@ class TaskOptions:
             changes["countdown"] = None
         return dataclasses.replace(self, **changes)
 
+    def run_hook(self, request: tasks_v2.CreateTaskRequest) -> tasks_v2.CreateTaskRequest:
+        """The request after `pre_create_hook`, if any (see `run_hook`)."""
+        if self.pre_create_hook is None:
+            return request
+        return run_hook(self.pre_create_hook, request)
+
     def first_run(self, now: datetime) -> datetime | None:
         """The schedule time to send, or None for "now"; rejects more than 30 days ahead."""
         if self.countdown is not None:
@@ -165,6 +181,21 @@ class TaskOptionArgs(TypedDict, total=False):
     dispatch_deadline: timedelta | float | None
 
 
+def run_hook(hook: Callable[[Request], Request], request: Request) -> Request:
+    """`hook(request)`, which must return a request of the same type (the one it was given,
+    changed or not, or a new one)."""
+    result = hook(request)
+    if not isinstance(result, type(request)):
+        qualname = getattr(hook, "__qualname__", None)
+        name = f"{getattr(hook, '__module__', '?')}.{qualname}" if qualname else repr(hook)
+        got = ("None" if result is None
+               else f"a {type(result).__name__}, not a {type(request).__name__}")
+        raise InvalidTaskOptionError(
+            f"pre_create_hook {name} returned {got}; return the (modified) request."
+        )
+    return result
+
+
 def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda name, value: None if value is None else check(name, value)
 
@@ -182,7 +213,13 @@ def _check_schedule_time(name: str, value: Any) -> datetime:
             f"{name}={value!r} must be a timezone-aware datetime "
             "(e.g. datetime.now(timezone.utc) + timedelta(hours=1))."
         )
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. datetime.max in a zone west of UTC
+        raise InvalidTaskOptionError(
+            f"{name}={value!r} is outside the range of datetime once converted to UTC; Cloud "
+            "Tasks runs a task at most 30 days ahead, so pass a time within that."
+        ) from None
 
 
 def _check_task_id(name: str, value: Any) -> str:

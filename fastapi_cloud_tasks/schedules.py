@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -12,7 +13,24 @@ from google.cloud import scheduler_v1
 
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError
 
-__all__ = ["RETRY_DEFAULTS", "check_schedule", "check_time_zone", "complete_retry_config"]
+__all__ = [
+    "RETRY_DEFAULTS",
+    "check_description",
+    "check_job",
+    "check_schedule",
+    "check_time_zone",
+    "complete_retry_config",
+]
+
+# Cloud Scheduler's documented limits, from google.cloud.scheduler_v1's Job and HttpTarget:
+# "The maximum allowed size for a job is 1MB" (read as 1 MiB, as for tasks);
+# HttpTarget.uri: "The maximum allowed URL length is 2083 characters after encoding";
+# Job.description: "This string must not contain more than 500 characters".
+MAX_JOB_BYTES = 1024 * 1024
+MAX_URI_LENGTH = 2083
+MAX_DESCRIPTION_LENGTH = 500
+# What a URL may hold unencoded: printable ASCII but the space.
+_URL_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 
 # What Cloud Scheduler uses for a RetryConfig field the job leaves unset (retry_count and
 # max_retry_duration default to 0: no retries, no time limit).
@@ -78,6 +96,42 @@ def check_time_zone(time_zone: object) -> ZoneInfo:
             f"time_zone={time_zone!r} is not in the tz database; use a name such as 'UTC', "
             "'Europe/London' or 'Asia/Kolkata'."
         ) from None
+
+
+def check_description(description: object) -> str:
+    """`description` ('' for None) if Cloud Scheduler accepts it, else InvalidScheduleError."""
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise InvalidScheduleError(f"description={description!r} must be a string or None.")
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidScheduleError(
+            f"The job description is {len(description)} characters long; Cloud Scheduler "
+            f"accepts at most {MAX_DESCRIPTION_LENGTH}. Shorten it: {description[:60]!r}..."
+        )
+    return description
+
+
+def check_job(job: scheduler_v1.Job) -> scheduler_v1.Job:
+    """`job` if it is within Cloud Scheduler's limits (URI length, description, size), else
+    InvalidScheduleError. Checked on the final job, after any pre_create_hook."""
+    check_description(job.description)
+    uri = job.http_target.uri
+    encoded = len(quote(uri, safe=_URL_SAFE))
+    if encoded > MAX_URI_LENGTH:
+        raise InvalidScheduleError(
+            f"The job's URI is {encoded} characters long once encoded; Cloud Scheduler "
+            f"accepts at most {MAX_URI_LENGTH}. Move large values from the path or query to "
+            f"the body: {uri[:80]!r}..."
+        )
+    size = scheduler_v1.Job.pb(job).ByteSize()
+    if size > MAX_JOB_BYTES:
+        raise InvalidScheduleError(
+            f"The job {job.name!r} is {size} bytes; Cloud Scheduler accepts at most "
+            f"{MAX_JOB_BYTES} (1 MiB). Store large payloads elsewhere (e.g. Cloud Storage) "
+            "and pass a reference."
+        )
+    return job
 
 
 def complete_retry_config(config: scheduler_v1.RetryConfig) -> scheduler_v1.RetryConfig:

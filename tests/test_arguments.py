@@ -355,3 +355,190 @@ class TestExactRoundTrips:
         assert params["name"].exact
         assert params["count"].exact
         assert not params["when"].exact  # datetimes are re-parsed
+
+
+def task_router(client: Any) -> APIRouter:
+    return APIRouter(route_class=DelayedRouteBuilder(base_url=BASE_URL, queue_path=QUEUE,
+                                                     client=client))
+
+
+class TestHostileValues:
+    """Values that used to escape as raw Python errors, or be sent and never arrive."""
+
+    @pytest.fixture
+    def hostile(self, recording_client: Any) -> dict[str, Any]:
+        router = task_router(recording_client)
+
+        @router.post("/hostile/{name}")
+        def everywhere(
+            name: str,
+            text: str = "",
+            count: int = 0,
+            x_count: Annotated[int, Header()] = 0,
+            session: Annotated[str, Cookie()] = "",
+            note: Annotated[str, Body(embed=True)] = "",
+            raw: Annotated[bytes, Body(embed=True)] = b"",
+            mapping: Annotated[dict[str, str], Body(embed=True)] = {},  # noqa: B006
+        ) -> None: ...
+
+        @router.post("/ints/{n}")
+        def int_path(n: int) -> None: ...
+
+        return {"everywhere": everywhere, "int_path": int_path}
+
+    @pytest.mark.parametrize(("location", "kwargs"), [
+        ("path", {"name": "a\ud800b"}),
+        ("query", {"name": "n", "text": "\udfff"}),
+        ("cookie", {"name": "n", "session": "s\ud800"}),
+        ("body", {"name": "n", "note": "\ud83d"}),
+    ])
+    def test_a_lone_surrogate_is_undeliverable(self, hostile, tasks_service, location, kwargs):
+        with pytest.raises(UndeliverableValueError,
+                           match=rf"\({location}\): contains the lone surrogate '\\ud[89a-f]"):
+            hostile["everywhere"].delay(**kwargs)
+        assert tasks_service.requests == []
+
+    def test_a_lone_surrogate_in_a_dict_key_is_undeliverable(self, hostile, tasks_service):
+        # pydantic's JSON serialization replaces it, so the parse-back tells.
+        with pytest.raises(UndeliverableValueError,
+                           match=r"mapping \(body\): would arrive as \{'\ufffd"):
+            hostile["everywhere"].delay(name="n", mapping={"\ud800": "key"})
+        assert tasks_service.requests == []
+
+    def test_bytes_that_are_not_utf8_are_undeliverable_in_a_body(self, hostile, tasks_service):
+        with pytest.raises(UndeliverableValueError,
+                           match=r"raw \(body\): cannot be serialized.*base64"):
+            hostile["everywhere"].delay(name="n", raw=b"\xff\xfe")
+        assert tasks_service.requests == []
+
+    @pytest.mark.parametrize(("endpoint", "kwargs", "location"), [
+        ("int_path", {"n": 10**4300}, "path"),
+        ("everywhere", {"name": "n", "count": -(10**4300)}, "query"),
+        ("everywhere", {"name": "n", "x_count": 10**5000}, "header"),
+    ])
+    def test_an_int_over_the_digit_limit_is_undeliverable(self, hostile, tasks_service,
+                                                         endpoint, kwargs, location):
+        with pytest.raises(UndeliverableValueError,
+                           match=rf"\({location}\): an int of about [\d,]+ digits is over "
+                                 r"Python's limit of 4,300 digits"):
+            hostile[endpoint].delay(**kwargs)
+        assert tasks_service.requests == []
+
+    def test_a_cookie_character_above_latin1_is_undeliverable(self, hostile, tasks_service):
+        with pytest.raises(UndeliverableValueError,
+                           match=r"session \(cookie\): cookie value 'caf☃' contains '☃'.*U\+00FF"):
+            hostile["everywhere"].delay(name="n", session="caf☃")
+        assert tasks_service.requests == []
+
+    def test_a_latin1_cookie_is_escaped_and_arrives(self, app, tasks_service, endpoints):
+        values = dict(x_request_id="r", session="naïve ÿ", theme="é")
+        assert round_trip(app, tasks_service, endpoints["headers_cookies"], **values) == values
+        assert tasks_service.last.http_request.headers["Cookie"].isascii()
+
+
+class TestNoneForOptionalHeadersAndCookies:
+    @pytest.fixture
+    def optional(self, recording_client: Any) -> tuple[FastAPI, Any]:
+        router = task_router(recording_client)
+
+        @router.post("/optional")
+        def optional_values(
+            x_trace: Annotated[str | None, Header()] = None,
+            session: Annotated[str | None, Cookie()] = None,
+            x_mode: Annotated[str | None, Header()] = "fast",
+        ) -> None:
+            received.update(x_trace=x_trace, session=session, x_mode=x_mode)
+
+        app = FastAPI()
+        app.include_router(router)
+        received.clear()
+        return app, optional_values
+
+    def test_none_is_not_sent_and_arrives_as_none(self, optional, tasks_service):
+        app, endpoint = optional
+        got = round_trip(app, tasks_service, endpoint, x_trace=None, session=None)
+        assert got == {"x_trace": None, "session": None, "x_mode": "fast"}
+        headers = {name.lower() for name in tasks_service.last.http_request.headers}
+        assert not headers & {"x-trace", "cookie"}
+
+    def test_none_for_a_header_with_another_default_is_undeliverable(self, optional):
+        with pytest.raises(UndeliverableValueError,
+                           match=r"x_mode \(header\): would arrive as 'fast', not None"):
+            optional[1].delay(x_mode=None)
+
+
+class TestRoutesDeclaredEarlier:
+    """Starlette runs the first route that matches: a path an earlier route answers is refused."""
+
+    def test_a_static_sibling_declared_before_answers_that_value(self, recording_client,
+                                                                  tasks_service):
+        router = task_router(recording_client)
+
+        @router.post("/items/latest")
+        def latest_item() -> None: ...
+
+        @router.post("/items/{item_id}")
+        def one_item(item_id: str) -> None: ...
+
+        with pytest.raises(UndeliverableValueError) as caught:
+            one_item.delay(item_id="latest")
+        assert str(caught.value).endswith(
+            "item_id (path): POST /items/latest is answered by "
+            "tests.test_arguments.TestRoutesDeclaredEarlier."
+            "test_a_static_sibling_declared_before_answers_that_value.<locals>.latest_item "
+            "(POST /items/latest), declared before this route on its router (Starlette runs "
+            "the first route that matches); pass another value, or declare this route before "
+            "that one"
+        )
+        assert tasks_service.requests == []
+        one_item.delay(item_id="latest-but-one")
+        assert tasks_service.last.http_request.url.endswith("/items/latest-but-one")
+
+    def test_routes_declared_after_or_for_another_method_do_not_count(self, recording_client,
+                                                                       tasks_service):
+        router = task_router(recording_client)
+
+        @router.get("/items/latest")
+        def read_latest() -> None: ...
+
+        @router.post("/items/{item_id}")
+        def one_item(item_id: str) -> None: ...
+
+        @router.post("/items/newest")
+        def newest() -> None: ...
+
+        one_item.delay(item_id="latest")
+        one_item.delay(item_id="newest")
+        assert len(tasks_service.requests) == 2
+
+    def test_routes_of_an_included_router_and_a_mount_count(self, recording_client):
+        router = task_router(recording_client)
+        other = APIRouter()
+
+        @other.post("/files/README")
+        def readme() -> None: ...
+
+        router.include_router(other)
+        router.mount("/files/static", FastAPI())
+
+        @router.post("/files/{name:path}")
+        def any_file(name: str) -> None: ...
+
+        with pytest.raises(UndeliverableValueError, match=r"answered by .*readme \(POST "):
+            any_file.delay(name="README")
+        with pytest.raises(UndeliverableValueError, match=r"answered by fastapi.*/files/static"):
+            any_file.delay(name="static/app.js")
+
+    def test_app_level_routes_are_checked_too(self, recording_client):
+        app = FastAPI()
+        app.router.route_class = DelayedRouteBuilder(base_url=BASE_URL, queue_path=QUEUE,
+                                                     client=recording_client)
+
+        @app.post("/users/me")
+        def me() -> None: ...
+
+        @app.post("/users/{user}")
+        def user(user: str) -> None: ...
+
+        with pytest.raises(UndeliverableValueError, match="answered by"):
+            user.delay(user="me")

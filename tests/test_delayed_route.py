@@ -255,6 +255,17 @@ class TestUrls:
         with pytest.raises(InvalidTaskOptionError, match="base_url"):
             DelayedRouteBuilder(base_url=base_url, queue_path=QUEUE)
 
+    @pytest.mark.parametrize(("base_url", "reason"), [
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://worker:99999", "Port out of range"),
+        ("http://worker:eighty", "Port could not be cast"),
+    ])
+    def test_base_url_that_urllib_cannot_parse_is_rejected(self, base_url, reason):
+        with pytest.raises(InvalidTaskOptionError) as caught:
+            DelayedRouteBuilder(base_url=base_url, queue_path=QUEUE)
+        assert str(caught.value).startswith(f"base_url={base_url!r} is not a valid URL ({reason}")
+        assert "'http://[::1]:8000'" in str(caught.value)
+
     def test_url_longer_than_2083_characters_is_rejected_and_nothing_is_sent(
         self, recording_client, tasks_service
     ):
@@ -308,6 +319,31 @@ class TestBuilderSettings:
 
         simple_task(recording_client, pre_create_hook=add_header).delay()
         assert tasks_service.last.http_request.headers["X-Hooked"] == "yes"
+
+    def test_pre_create_hook_returning_none_is_named_and_nothing_is_sent(self, recording_client,
+                                                                          tasks_service):
+        def forgets_to_return(request: tasks_v2.CreateTaskRequest) -> Any:
+            request.task.http_request.headers["X-Hooked"] = "yes"
+
+        ping = simple_task(recording_client, pre_create_hook=forgets_to_return)
+        with pytest.raises(InvalidTaskOptionError) as caught:
+            ping.delay()
+        assert str(caught.value) == (
+            "pre_create_hook tests.test_delayed_route.TestBuilderSettings."
+            "test_pre_create_hook_returning_none_is_named_and_nothing_is_sent.<locals>."
+            "forgets_to_return returned None; return the (modified) request."
+        )
+        assert tasks_service.requests == []
+
+    def test_pre_create_hook_returning_another_type_is_rejected(self, recording_client,
+                                                                tasks_service):
+        ping = simple_task(recording_client,
+                           pre_create_hook=lambda request: request.task)
+        with pytest.raises(InvalidTaskOptionError,
+                           match=r"<lambda> returned a Task, not a CreateTaskRequest; "
+                                 r"return the \(modified\) request\."):
+            ping.delay()
+        assert tasks_service.requests == []
 
     def test_pre_create_hook_can_be_replaced_per_call(self, recording_client, tasks_service):
         def hook(value: str) -> Callable[[Any], Any]:
@@ -566,6 +602,17 @@ class TestScheduleTime:
         when = (now_utc() + timedelta(hours=2)).astimezone(ist).replace(microsecond=0)
         simple_task(recording_client).options(schedule_time=when).delay()
         assert tasks_service.last.schedule_time == when
+
+    @pytest.mark.parametrize("when", [
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
+        datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
+    ])
+    def test_schedule_time_outside_datetime_range_in_utc_is_rejected(self, recording_client,
+                                                                    when):
+        with pytest.raises(InvalidTaskOptionError,
+                           match=r"schedule_time=datetime.*is outside the range of datetime "
+                                 r"once converted to UTC"):
+            simple_task(recording_client).options(schedule_time=when)
 
     def test_naive_schedule_time_is_rejected(self, recording_client):
         with pytest.raises(InvalidTaskOptionError, match="timezone-aware"):

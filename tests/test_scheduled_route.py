@@ -669,6 +669,80 @@ class TestJobSettings:
             endpoints["report"].scheduler(name="daily", schedule="0 7 * * *",
                                           attempt_deadline=deadline)
 
+    def test_description_over_500_characters_is_rejected_before_any_call(self, endpoints,
+                                                                         scheduler_service):
+        job = endpoints["report"].scheduler(name="daily", schedule="0 7 * * *",
+                                            description="d" * 501)
+        with pytest.raises(InvalidScheduleError,
+                           match="description is 501 characters long; Cloud Scheduler accepts "
+                                 "at most 500"):
+            job.schedule(kind="k", day=1)
+        assert scheduler_service.calls == []
+
+    def test_description_that_is_not_a_string_is_rejected_before_any_call(self, endpoints,
+                                                                          scheduler_service):
+        job = endpoints["report"].scheduler(name="daily", schedule="0 7 * * *",
+                                            description=123)  # type: ignore[arg-type]
+        with pytest.raises(InvalidScheduleError, match="description=123 must be a string"):
+            job.schedule(kind="k", day=1)
+        assert scheduler_service.calls == []
+
+    def test_description_of_500_characters_is_sent(self, endpoints, scheduler_service):
+        endpoints["report"].scheduler(name="daily", schedule="0 7 * * *",
+                                      description="d" * 500).schedule(kind="k", day=1)
+        assert scheduler_service.jobs[job_name("daily")].description == "d" * 500
+
+    def test_uri_over_2083_characters_is_rejected_before_any_call(self, endpoints,
+                                                                 scheduler_service):
+        job = endpoints["report"].scheduler(name="daily", schedule="0 7 * * *")
+        with pytest.raises(InvalidScheduleError,
+                           match=r"URI is \d+ characters long once encoded; Cloud Scheduler "
+                                 r"accepts at most 2083"):
+            job.schedule(kind="k" * 2050, day=1)
+        assert scheduler_service.calls == []
+
+    def test_uri_length_counts_characters_after_encoding(self, recording_scheduler,
+                                                         scheduler_service):
+        # Each "é" of the base URL is 6 characters once percent-encoded as UTF-8.
+        router = make_router(recording_scheduler,
+                             base_url="https://worker.example.com/" + "é" * 340)
+        endpoint = {r.name: r.endpoint for r in router.routes}["report"]
+        with pytest.raises(InvalidScheduleError, match="2083"):
+            endpoint.scheduler(name="daily", schedule="0 7 * * *").schedule(kind="k", day=1)
+        assert scheduler_service.calls == []
+
+    def test_job_over_1_mib_is_rejected_before_any_call(self, endpoints, scheduler_service):
+        job = endpoints["home_cook"].scheduler(name="cook", schedule="0 7 * * *")
+        with pytest.raises(InvalidScheduleError,
+                           match=r"is \d+ bytes; Cloud Scheduler accepts at most 1048576"):
+            job.schedule(recipe=Recipe(ingredients=["x" * 1024] * 1024))
+        assert scheduler_service.calls == []
+
+    def test_limits_are_checked_after_the_hook(self, recording_scheduler, scheduler_service):
+        def long_description(request: scheduler_v1.CreateJobRequest) -> Any:
+            request.job.description = "set by the hook " * 40
+            return request
+
+        router = make_router(recording_scheduler, pre_create_hook=long_description)
+        endpoint = {r.name: r.endpoint for r in router.routes}["report"]
+        with pytest.raises(InvalidScheduleError, match="640 characters long"):
+            endpoint.scheduler(name="daily", schedule="0 7 * * *").schedule(kind="k", day=1)
+        assert scheduler_service.calls == []
+
+    def test_hook_returning_none_is_named_and_nothing_is_sent(self, recording_scheduler,
+                                                             scheduler_service):
+        def forgets_to_return(request: scheduler_v1.CreateJobRequest) -> Any:
+            request.job.description = "edited"
+
+        router = make_router(recording_scheduler, pre_create_hook=forgets_to_return)
+        endpoint = {r.name: r.endpoint for r in router.routes}["report"]
+        job = endpoint.scheduler(name="daily", schedule="0 7 * * *")
+        with pytest.raises(InvalidTaskOptionError,
+                           match=r"pre_create_hook .*\.forgets_to_return returned None; return "
+                                 r"the \(modified\) request\."):
+            job.schedule(kind="k", day=1)
+        assert scheduler_service.calls == []
+
     def test_job_setting_errors_are_library_value_errors(self):
         assert issubclass(InvalidScheduleError, FastAPICloudTasksError)
         assert issubclass(InvalidScheduleError, ValueError)

@@ -4,6 +4,7 @@ Unix cron with 5 fields; names JAN-DEC and SUN-SAT; 7 is Sunday; ranges, lists a
 L, W, #, ?, no seconds field, no @macros, no legacy English form. Time zones: tz database names.
 """
 
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,12 @@ from fastapi import APIRouter
 from google.cloud import scheduler_v1
 
 from fastapi_cloud_tasks import InvalidScheduleError, ScheduledRouteBuilder
-from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone
+from fastapi_cloud_tasks.schedules import (
+    check_description,
+    check_job,
+    check_schedule,
+    check_time_zone,
+)
 from tests.conftest import BASE_URL, LOCATION
 
 VALID_SCHEDULES = [
@@ -177,3 +183,39 @@ class TestThroughScheduler:
     def test_valid_zone_is_sent_as_the_jobs_time_zone(self, endpoint, scheduler_service, zone):
         endpoint.scheduler(name="tick", schedule="0 7 * * *", time_zone=zone).schedule()
         assert scheduler_service.jobs[f"{LOCATION}/jobs/tick"].time_zone == zone
+
+
+class TestJobLimits:
+    """Cloud Scheduler's documented limits (scheduler_v1 Job and HttpTarget docstrings)."""
+
+    def job(self, **fields: Any) -> scheduler_v1.Job:
+        target = {"uri": "https://worker.example.com/run", **fields.pop("http_target", {})}
+        return scheduler_v1.Job(name=f"{LOCATION}/jobs/daily",
+                                http_target=scheduler_v1.HttpTarget(**target), **fields)
+
+    def test_a_job_within_the_limits_is_returned(self):
+        job = self.job(description="d" * 500,
+                       http_target={"uri": "https://w.example.com/" + "u" * 2061})
+        assert len(job.http_target.uri) == 2083
+        assert check_job(job) is job
+
+    @pytest.mark.parametrize(("fields", "message"), [
+        ({"description": "d" * 501}, "description is 501 characters long"),
+        ({"http_target": {"uri": "https://w.example.com/" + "u" * 2062}},
+         "URI is 2084 characters long once encoded"),
+        ({"http_target": {"uri": "https://w.example.com/ü" + "u" * 2056}},
+         "URI is 2084 characters long once encoded"),
+        ({"http_target": {"body": b"x" * (1024 * 1024)}}, "bytes; Cloud Scheduler accepts at most"),
+    ])
+    def test_a_job_over_a_limit_is_rejected(self, fields, message):
+        with pytest.raises(InvalidScheduleError, match=message):
+            check_job(self.job(**fields))
+
+    @pytest.mark.parametrize("description", [123, b"bytes", ["a"]])
+    def test_a_description_that_is_not_a_string_is_rejected(self, description):
+        with pytest.raises(InvalidScheduleError,
+                           match=re.escape(f"description={description!r} must be a string")):
+            check_description(description)
+
+    def test_no_description_is_the_empty_one(self):
+        assert check_description(None) == ""
