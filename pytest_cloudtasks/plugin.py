@@ -1,20 +1,31 @@
 """pytest plugin: fixtures `cloudtasks_app`, `cloudtasks_queue`, the `cloudtasks` marker and
-the ini options that set suite-wide defaults."""
+the ini options that set suite-wide defaults.
+
+pytest imports this module at every start, in every environment where fastapi-cloud-tasks is
+installed, with or without the `[testing]` extra: it imports only pytest and the standard
+library. FastAPI, Google's clients and the extra's packages are imported when a test requests a
+fixture, and a missing extra is a `pytest.UsageError` saying what to install.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from google.cloud import tasks_v2
 
 from pytest_cloudtasks.clock import BACKENDS
-from pytest_cloudtasks.harness import Harness, HarnessConfig
-from pytest_cloudtasks.queue import CloudTasksQueue
-from pytest_cloudtasks.scheduler import CloudTasksScheduler
+from pytest_cloudtasks.extras import require
+
+if TYPE_CHECKING:
+    from pytest_cloudtasks.harness import Harness, HarnessConfig
+    from pytest_cloudtasks.queue import CloudTasksQueue
+    from pytest_cloudtasks.scheduler import CloudTasksScheduler
+
+# The modules each clock backend freezes time with (cloudtasks_clock).
+CLOCK_MODULES = {"freezegun": "freezegun", "time-machine": "time_machine"}
 
 RETRY_KEYS = {"max_attempts": int, "min_backoff": float, "max_backoff": float,
               "max_doublings": int, "max_retry_duration": float}
@@ -80,6 +91,10 @@ def _start(given: Any) -> datetime:
 
 def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
     """Marker keywords over ini defaults, checked."""
+    from google.cloud import tasks_v2
+
+    from pytest_cloudtasks.harness import HarnessConfig
+
     settings = _ini_settings(request.config)
     marker = request.node.get_closest_marker("cloudtasks")
     if marker is not None:
@@ -138,6 +153,14 @@ def cloudtasks_app(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def cloudtasks_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     """The engine, clock and deliveries behind `cloudtasks_queue` (one per test)."""
+    __tracebackhide__ = True
+    backend = request.config.getini("cloudtasks_clock")
+    clock = [CLOCK_MODULES[backend]] if backend in CLOCK_MODULES else []
+    requested: list[str] = [name for name in ("cloudtasks_queue", "cloudtasks_scheduler")
+                            if name in request.fixturenames] or ["cloudtasks_harness"]
+    require(["httpx", *clock], f"The {requested[0]} fixture")
+    from pytest_cloudtasks.harness import Harness
+
     try:
         config = harness_config(request)
         harness = Harness(lambda: request.getfixturevalue("cloudtasks_app"), config)
@@ -152,6 +175,8 @@ def cloudtasks_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
 @pytest.fixture
 def cloudtasks_queue(cloudtasks_harness: Harness) -> CloudTasksQueue:
     """Every Cloud Task the app enqueues in this test, with a virtual clock to run them."""
+    from pytest_cloudtasks.queue import CloudTasksQueue
+
     return CloudTasksQueue(cloudtasks_harness)
 
 
@@ -159,4 +184,6 @@ def cloudtasks_queue(cloudtasks_harness: Harness) -> CloudTasksQueue:
 def cloudtasks_scheduler(cloudtasks_harness: Harness) -> CloudTasksScheduler:
     """Every Cloud Scheduler job the app creates in this test, on the same clock as the
     tasks."""
+    from pytest_cloudtasks.scheduler import CloudTasksScheduler
+
     return CloudTasksScheduler(cloudtasks_harness)

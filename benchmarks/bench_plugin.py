@@ -1,0 +1,94 @@
+"""What the pytest plugin costs a run that never requests its fixtures.
+
+pytest imports every `pytest11` entry point at start, so whatever `pytest_cloudtasks.plugin`
+imports at load is paid by every pytest run in the environment. Two measures, each in fresh
+subprocesses (an import is paid once per process):
+
+(a) the plugin module's own import: the cumulative `-X importtime` figure of
+    `pytest_cloudtasks.plugin`, imported after pytest (which a pytest run has loaded anyway);
+(b) a whole pytest run of one trivial test, with the plugin and with `-p no:cloudtasks`,
+    interleaved so drift hits both alike.
+
+    python -m benchmarks.bench_plugin
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+IMPORT_RUNS = 7
+PYTEST_ROUNDS = 5  # per variant
+TARGET_IMPORT_MS = 50.0
+TARGET_RUN_OVERHEAD_MS = 50.0
+# Imported at load, these would be the cost the plugin must not impose (and need extras).
+HEAVY = ("fastapi", "google.cloud.tasks_v2", "httpx", "freezegun", "fastapi_cloud_tasks")
+PROBE = (
+    "import sys, pytest, pytest_cloudtasks.plugin; "
+    f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+)
+
+
+def plugin_import_us() -> tuple[int, str]:
+    """One fresh interpreter: the plugin's cumulative import time (µs) and the heavy modules
+    that were loaded with it."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", PROBE],
+                          capture_output=True, text=True, check=True, timeout=60)
+    for line in done.stderr.splitlines():
+        fields = [part.strip() for part in line.removeprefix("import time:").split("|")]
+        if len(fields) == 3 and fields[2] == "pytest_cloudtasks.plugin":  # top level only
+            return int(fields[1]), done.stdout.strip()
+    raise RuntimeError(f"no importtime line for pytest_cloudtasks.plugin in:\n{done.stderr}")
+
+
+def pytest_run_s(folder: Path, *extra: str) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra,
+         "test_trivial.py"],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"pytest {' '.join(extra)} exited {done.returncode}:\n{done.stdout}"
+                           f"{done.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    imports = [plugin_import_us() for _ in range(IMPORT_RUNS)]
+    import_ms = statistics.median(us for us, _ in imports) / 1000
+    heavy = imports[0][1] or "none"
+    print(f"(a) import pytest_cloudtasks.plugin after pytest, {IMPORT_RUNS} fresh interpreters: "
+          f"median {import_ms:.1f} ms (each: "
+          + " ".join(f"{us / 1000:.1f}" for us, _ in imports) + f"); heavy modules loaded: {heavy}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "pytest.ini").write_text("[pytest]\n")  # not the project's configuration
+        (folder / "test_trivial.py").write_text("def test_nothing():\n    pass\n")
+        pytest_run_s(folder)  # warm the file system caches for both variants
+        runs: dict[str, list[float]] = {"with": [], "without": []}
+        for round_number in range(PYTEST_ROUNDS):
+            order = ["with", "without"] if round_number % 2 == 0 else ["without", "with"]
+            for variant in order:
+                extra = () if variant == "with" else ("-p", "no:cloudtasks")
+                runs[variant].append(pytest_run_s(folder, *extra))
+    with_s, without_s = (statistics.median(runs[v]) for v in ("with", "without"))
+    print(f"(b) pytest on one trivial test, {PYTEST_ROUNDS} interleaved rounds: with the plugin "
+          f"{with_s:.2f} s, with -p no:cloudtasks {without_s:.2f} s (load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)\n")
+
+    print(f"plugin_import_ms={import_ms:.1f} (target <= {TARGET_IMPORT_MS:.0f})")
+    print(f"plugin_run_overhead_ms={(with_s - without_s) * 1000:.0f} "
+          f"(target <= {TARGET_RUN_OVERHEAD_MS:.0f}; whole pytest run, noisy)")
+    print(f"plugin_heavy_modules_at_load={heavy} (target none)")
+
+
+if __name__ == "__main__":
+    main()
