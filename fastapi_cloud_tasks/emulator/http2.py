@@ -1,22 +1,27 @@
 """The server side of HTTP/2 (RFC 9113), as much of it as gRPC's unary calls need.
 
-Frames are read and written here; header blocks are HPACK-decoded by `hpack` (the
-python-hyper codec h2 uses), so its dynamic table and Huffman coding stay a library's job.
-Why not grpcio's server, or h2: a unary gRPC call costs ~0.6 ms of server CPU through either,
-~0.22 ms through this connection, with the handler on the event loop beside the deliveries
-(`benchmarks/bench_emulator.py`).
+Frames are read and written here; header blocks are HPACK-decoded by `http2_fields` (on the
+python-hyper `hpack` codec h2 uses), so its dynamic table and Huffman coding stay a library's
+job. Why not grpcio's server, or h2: a unary gRPC call costs ~0.6 ms of server CPU through
+either, ~0.22 ms through this connection, with the handler on the event loop beside the
+deliveries (`benchmarks/bench_emulator.py`).
 
 What a connection does: the server preface, SETTINGS and their acknowledgement, PING answers,
-flow control both ways (receive windows refilled as data arrives, responses held back while the
-client's windows are shut), CONTINUATION, RST_STREAM, a stream limit, GOAWAY on a protocol error
-and on shutdown (then a half-close, reading on until the client closes). Each request whose
-stream ends is answered at once by a synchronous `Application` (everything the emulator serves
-is a short in-memory call); a body over `max_body` is answered by the application's
-`too_large` as soon as it is seen, and the stream reset; so is a header list over the
-advertised SETTINGS_MAX_HEADER_LIST_SIZE (only a block too large to decode safely ends the
-connection), and the request that takes the bodies still arriving on one connection past
-`buffer_limit`. Server push, priorities and the HTTP/1.1 upgrade are never used by gRPC and
-not served.
+flow control both ways (receive windows refilled as data arrives and enforced, responses held
+back while the client's windows are shut), CONTINUATION, RST_STREAM, a stream limit, the
+stream states of RFC 9113 §5.1 (a frame a state does not allow is the stream or connection
+error the RFC names), malformed requests (§8.1.1) reset, GOAWAY on a protocol error and on
+shutdown (then a half-close, reading on until the client closes). Each request whose stream
+ends is answered at once by a synchronous `Application` (everything the emulator serves is a
+short in-memory call); a request over a bound is answered by the application's `refuse` as
+soon as it is seen, and the stream reset: a body over `max_body`, a header list over the
+advertised SETTINGS_MAX_HEADER_LIST_SIZE, the request that takes the unfinished bodies past
+`Limits.buffer_limit` (this connection) or the `Budget` (all of them), one not whole within
+`Limits.body_timeout` or the application's own time limit. `check` enforces the timeouts: a
+frame, header block or preface begun and not ended within `head_timeout`, and a connection
+idle past `idle_timeout`, end the connection. Only a block too large to decode safely ends
+it otherwise. Server push, priorities and the HTTP/1.1 upgrade are never used by gRPC and not
+served.
 """
 
 from __future__ import annotations
@@ -24,15 +29,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-import hpack
+from fastapi_cloud_tasks.emulator.connection_limits import Budget, Limits
+from fastapi_cloud_tasks.emulator.http2_fields import (
+    DECODE_LIMIT,
+    HEADER_LIST_LIMIT,
+    BlockDecoder,
+    UndecodableBlock,
+)
+from fastapi_cloud_tasks.emulator.quiet_log import RepeatLimiter
 
-__all__ = ["Application", "Connection", "Response", "encode_headers"]
+__all__ = ["Application", "Connection", "Refusal", "Response", "encode_headers"]
 
 logger = logging.getLogger("fastapi_cloud_tasks.emulator")
+_quiet = RepeatLimiter()
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY = range(8)
@@ -41,10 +55,10 @@ END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
 # error codes
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
-FRAME_SIZE_ERROR = 0x6
-REFUSED_STREAM, COMPRESSION_ERROR = 0x7, 0x9
+STREAM_CLOSED, FRAME_SIZE_ERROR = 0x5, 0x6
+REFUSED_STREAM, CANCEL, COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x7, 0x8, 0x9, 0xB
 # settings
-HEADER_TABLE_SIZE, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 0x1, 0x3, 0x4
+HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 0x1, 0x2, 0x3, 0x4
 MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = 0x5, 0x6
 
 DEFAULT_WINDOW = 65_535
@@ -54,18 +68,14 @@ MAX_WINDOW = 2**31 - 1
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 1 << 24
 STREAM_LIMIT = 1_000
-HEADER_LIST_LIMIT = 64 * 1024  # advertised; a request over it is refused, the connection kept
-HEADER_BLOCK_LIMIT = 1024 * 1024  # a block (or its decoded list) over this ends the connection
-BUFFER_LIMIT = 64 * 1024 * 1024  # unfinished request bodies one connection may make us hold
-DECODED_BLOCKS = 256
-DECODED_BLOCK_BYTES = 4096
+HEADER_BLOCK_LIMIT = DECODE_LIMIT  # bytes of one block as sent, CONTINUATIONs included
+RESETS_KEPT = 1_024  # streams we reset whose late frames are ignored (RFC 9113 §5.1, closed)
 LINGER_S = 10.0  # after our last frame, how long a client may take to close its side
+REFUSAL_LINGER_S = 1.0  # the same for a connection refused at once
 
 _FRAME_HEAD = struct.Struct(">BHBBI")  # length as 8 + 16 bits, type, flags, stream id
 _SETTING = struct.Struct(">HI")
 _U32 = struct.Struct(">I")
-
-
 def frame(kind: int, flags: int, stream_id: int, payload: bytes | memoryview = b"") -> bytes:
     size = len(payload)
     return _FRAME_HEAD.pack(size >> 16, size & 0xFFFF, kind, flags, stream_id) + payload
@@ -106,10 +116,17 @@ class Response:
 
 
 class Application(Protocol):
-    def respond(self, headers: dict[bytes, bytes], body: bytes) -> Response: ...
-    def too_large(self, headers: dict[bytes, bytes], part: str) -> Response:
-        """The answer to a request over a limit: its "body", its "headers", or the
-        "connection"'s for request bodies not yet whole."""
+    def respond(self, headers: dict[bytes, bytes], body: bytes, opened: float) -> Response:
+        """The answer to a whole request, whose headers arrived at `opened` (the clock's)."""
+
+    def refuse(self, headers: dict[bytes, bytes], reason: str) -> Response:
+        """The answer to a request refused before it is whole: its "body" is over
+        `max_body`, its "headers" over the header list limit, the unfinished bodies of its
+        "connection" or of the "server" over their bound, it came too "slow" (not whole
+        within `Limits.body_timeout`), or its "deadline" (`time_limit`) passed."""
+
+    def time_limit(self, headers: dict[bytes, bytes]) -> float | None:
+        """Seconds the request may take to arrive whole, by its own headers; None: no limit."""
 
 
 class _Violation(Exception):
@@ -121,51 +138,66 @@ class _Violation(Exception):
 
 
 class _Request:
-    __slots__ = ("body", "headers", "unacked", "window")
+    __slots__ = ("body", "deadline", "expected", "headers", "late", "opened", "unacked",
+                 "window")
 
-    def __init__(self, headers: dict[bytes, bytes]) -> None:
+    def __init__(self, headers: dict[bytes, bytes], opened: float, deadline: float,
+                 late: str, expected: int | None) -> None:
         self.headers = headers
         self.body = bytearray()
         self.window = STREAM_WINDOW
         self.unacked = 0
+        self.opened = opened
+        self.deadline = deadline
+        self.late = late  # the refusal's reason once past the deadline
+        self.expected = expected  # content-length, if the client sent one
 
 
 class _Output:
-    __slots__ = ("body", "request_done", "trailers")
+    __slots__ = ("body", "request_done", "since", "trailers")
 
-    def __init__(self, body: memoryview, trailers: bytes | None, request_done: bool) -> None:
+    def __init__(self, body: memoryview, trailers: bytes | None, request_done: bool,
+                 since: float) -> None:
         self.body = body
         self.trailers = trailers
         self.request_done = request_done
+        self.since = since
 
 
 class Connection(asyncio.Protocol):
-    """One client connection. `closed` resolves when the transport is gone."""
+    """One client connection. `closed` resolves when the transport is gone; `check(now)`,
+    called every `Limits.tick` seconds, enforces the timeouts."""
 
-    def __init__(self, app: Application, max_body: int,
-                 buffer_limit: int = BUFFER_LIMIT) -> None:
+    def __init__(self, app: Application, max_body: int, limits: Limits | None = None,
+                 budget: Budget | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.max_body = max_body
-        self.buffer_limit = buffer_limit
+        self.limits = limits = limits or Limits()
+        self.budget = budget or Budget(limits.total_buffer_limit)
+        self._clock = clock
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._preface_seen = False
-        self._decoder = hpack.Decoder(max_header_list_size=HEADER_BLOCK_LIMIT)
-        self._decoded: dict[bytes, tuple[int, dict[bytes, bytes], int]] = {}
-        self._table_version = 0
+        self._fields = BlockDecoder()
         self._out: list[bytes] = []
         self._requests: dict[int, _Request] = {}  # streams still sending their request
         self._pending: dict[int, _Output] = {}  # responses waiting for the client's windows
         self._send_windows: dict[int, int] = {}  # every open stream's window, ours to spend
+        self._reset_here: dict[int, None] = {}  # streams we reset, oldest first
         self._send_window = DEFAULT_WINDOW  # the connection's
         self._peer_stream_window = DEFAULT_WINDOW
         self._peer_frame = DEFAULT_FRAME
+        self._recv_window = CONNECTION_WINDOW  # what the client may still send us
         self._recv_unacked = 0
         self._buffered = 0  # bytes of unfinished request bodies, all streams
         self._last_stream = 0
         self._last_accepted = 0  # the highest stream served: what a GOAWAY reports
-        self._continuation: tuple[int, int, bytearray] | None = None
+        self._continuation: tuple[int, int, bytearray, bool] | None = None
+        self._now = self._last_active = clock()
+        self._partial_since: float | None = self._now  # the preface is owed
+        self._block_since = 0.0  # when the unfinished header block began
         self._going_away = False
         self._write_closed = False
         self._linger: asyncio.TimerHandle | None = None
@@ -186,7 +218,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
-        self._requests.clear()
+        for stream_id in list(self._requests):
+            self._forget(stream_id)
         self._pending.clear()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -194,34 +227,59 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._write_closed:
             return  # read only so that the client's last frames never reset the connection
+        self._now = self._last_active = now = self._clock()
         buffer = self._buffer
         buffer += data
         try:
             start = self._read_frames(buffer)
         except Exception as exc:
-            if isinstance(exc, _Violation):
-                logger.info("HTTP/2 connection error: %s", exc)
-                code = exc.code
-            else:  # a bug: this connection ends, the server goes on
-                logger.exception("HTTP/2 connection failed")
-                code = INTERNAL_ERROR
-            self._out.append(frame(GOAWAY, 0, 0, _U32.pack(self._last_accepted)
-                                   + _U32.pack(code) + str(exc).encode()))
-            buffer.clear()
-            self._end_writing()
+            self._fail(exc)
             return
         del buffer[:start]
+        if buffer:  # a frame begun: it has head_timeout to arrive whole
+            if start or self._partial_since is None:
+                self._partial_since = now
+        elif self._preface_seen:
+            self._partial_since = None
         if self._recv_unacked >= CONNECTION_WINDOW // 4:
             self._out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._recv_unacked)))
+            self._recv_window += self._recv_unacked
             self._recv_unacked = 0
         self._flush()
         self._close_if_done()
 
-    # -- shutdown --------------------------------------------------------------------------
+    # -- timeouts and shutdown -------------------------------------------------------------
+
+    def check(self, now: float) -> None:
+        """End what has taken too long by `now` (the clock's)."""
+        if self._transport is None or self._write_closed:
+            return
+        self._now = now
+        limits = self.limits
+        begun = self._block_since if self._continuation is not None else self._partial_since
+        if begun is not None and now - begun > limits.head_timeout:
+            what = "the connection preface" if not self._preface_seen else (
+                "a header block" if self._continuation is not None else "a frame")
+            self._fail(_Violation(ENHANCE_YOUR_CALM, f"{what} was not whole "
+                                                     f"{limits.head_timeout:g} s after it began"))
+            return
+        for stream_id, request in list(self._requests.items()):
+            if now > request.deadline:
+                self._forget(stream_id)
+                self._answer(stream_id, self.app.refuse(request.headers, request.late),
+                             request_done=False)
+        for stream_id, output in list(self._pending.items()):
+            if now - output.since > limits.body_timeout:  # a client that stopped reading
+                self._reset(stream_id, CANCEL)
+        if (not self._send_windows and not self._going_away
+                and now - self._last_active > limits.idle_timeout):
+            self.go_away()
+        self._flush()
+        self._close_if_done()
 
     def go_away(self) -> None:
         """Take no new streams; close once the responses still held back are sent."""
-        if self._transport is None or self._transport.is_closing():
+        if self._transport is None or self._transport.is_closing() or self._going_away:
             return
         self._going_away = True
         self._out.append(frame(GOAWAY, 0, 0, _U32.pack(self._last_accepted)
@@ -232,6 +290,18 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+    def _fail(self, exc: Exception) -> None:
+        if isinstance(exc, _Violation):
+            _quiet.log(logger, logging.INFO, exc.code, "HTTP/2 connection error: %s", exc)
+            code = exc.code
+        else:  # a bug: this connection ends, the server goes on
+            logger.exception("HTTP/2 connection failed")
+            code = INTERNAL_ERROR
+        self._out.append(frame(GOAWAY, 0, 0, _U32.pack(self._last_accepted)
+                               + _U32.pack(code) + str(exc).encode()))
+        self._buffer.clear()
+        self._end_writing()
 
     def _close_if_done(self) -> None:
         if self._going_away and not self._pending and not self._requests:
@@ -247,14 +317,9 @@ class Connection(asyncio.Protocol):
             return
         self._flush()
         self._write_closed = True
-        try:
-            if self._transport.can_write_eof():
-                self._transport.write_eof()
-                self._linger = asyncio.get_running_loop().call_later(LINGER_S, self.abort)
-            else:
-                self._transport.close()
-        except OSError:  # the client is gone already (ENOTCONN): nothing left to send
-            self._transport.abort()
+        for stream_id in list(self._requests):
+            self._forget(stream_id)  # their bytes no longer count against the budget
+        self._linger = _half_close(self._transport, LINGER_S)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -283,6 +348,8 @@ class Connection(asyncio.Protocol):
             payload = bytes(buffer[position + 9:position + 9 + length])
             position += 9 + length
             self._on_frame(kind, flags, stream_id, payload)
+            if self._write_closed:
+                break
         return position
 
     def _on_frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
@@ -291,66 +358,99 @@ class Connection(asyncio.Protocol):
         if kind == DATA:
             self._on_data(flags, stream_id, payload)
         elif kind == HEADERS:
-            if stream_id == 0:
-                raise _Violation(PROTOCOL_ERROR, "HEADERS on stream 0")
-            payload = _unpad(flags, payload)
-            if flags & PRIORITY_FLAG:
-                payload = payload[5:]
-            if flags & END_HEADERS:
-                self._on_headers(stream_id, flags, payload)
-            else:
-                self._continuation = (stream_id, flags, bytearray(payload))
+            self._on_headers_frame(flags, stream_id, payload)
         elif kind == CONTINUATION:
             if self._continuation is None or self._continuation[0] != stream_id:
                 raise _Violation(PROTOCOL_ERROR, "CONTINUATION out of place")
-            self._continuation[2].extend(payload)
-            if len(self._continuation[2]) > HEADER_BLOCK_LIMIT:
-                raise _Violation(PROTOCOL_ERROR, "a header block too large")
+            block = self._continuation[2]
+            block.extend(payload)
+            if len(block) > HEADER_BLOCK_LIMIT:
+                raise _Violation(ENHANCE_YOUR_CALM, "a header block over "
+                                                    f"{HEADER_BLOCK_LIMIT} bytes")
             if flags & END_HEADERS:
-                stream_id, first_flags, block = self._continuation
+                stream_id, first_flags, _, self_dependent = self._continuation
                 self._continuation = None
-                self._on_headers(stream_id, first_flags, bytes(block))
+                self._on_headers(stream_id, first_flags, bytes(block), self_dependent)
         elif kind == SETTINGS:
             self._on_settings(flags, stream_id, payload)
         elif kind == WINDOW_UPDATE:
             self._on_window_update(stream_id, payload)
         elif kind == PING:
-            if stream_id or len(payload) != 8:
-                raise _Violation(PROTOCOL_ERROR, "a malformed PING")
+            if stream_id:
+                raise _Violation(PROTOCOL_ERROR, "PING on a stream")
+            if len(payload) != 8:
+                raise _Violation(FRAME_SIZE_ERROR, "a PING not of 8 bytes")
             if not flags & ACK:
                 self._out.append(frame(PING, ACK, 0, payload))
         elif kind == RST_STREAM:
-            if stream_id == 0 or len(payload) != 4 or stream_id > self._last_stream:
-                raise _Violation(PROTOCOL_ERROR, "RST_STREAM malformed or on an idle stream")
+            if stream_id == 0 or stream_id > self._last_stream:
+                raise _Violation(PROTOCOL_ERROR, f"RST_STREAM on stream {stream_id}, idle")
+            if len(payload) != 4:
+                raise _Violation(FRAME_SIZE_ERROR, "a RST_STREAM not of 4 bytes")
             self._end_stream(stream_id)
+        elif kind == PRIORITY:
+            self._on_priority(stream_id, payload)
+        elif kind == GOAWAY:  # the client closes the socket itself next
+            if stream_id:
+                raise _Violation(PROTOCOL_ERROR, "GOAWAY on a stream")
+            if len(payload) < 8:
+                raise _Violation(FRAME_SIZE_ERROR, "a GOAWAY under 8 bytes")
         elif kind == PUSH_PROMISE:
             raise _Violation(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-        # GOAWAY (the client closes the socket itself next), PRIORITY, and frame types this
-        # server does not know (§5.5) are ignored.
+        # Frame types this server does not know are ignored (RFC 9113 §5.5).
+
+    def _on_priority(self, stream_id: int, payload: bytes) -> None:
+        """Priorities are not served, but a malformed one is an error (RFC 9113 §6.3)."""
+        if stream_id == 0:
+            raise _Violation(PROTOCOL_ERROR, "PRIORITY on stream 0")
+        idle = stream_id > self._last_stream
+        if len(payload) != 5:
+            if idle:
+                raise _Violation(FRAME_SIZE_ERROR, "a PRIORITY not of 5 bytes")
+            self._reset(stream_id, FRAME_SIZE_ERROR)
+        elif _U32.unpack_from(payload)[0] & 0x7FFFFFFF == stream_id:
+            if idle:
+                raise _Violation(PROTOCOL_ERROR, f"stream {stream_id} depends on itself")
+            self._reset(stream_id, PROTOCOL_ERROR)
 
     def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or stream_id > self._last_stream:
             raise _Violation(PROTOCOL_ERROR, f"DATA on stream {stream_id}, never opened")
+        self._recv_window -= len(payload)
+        if self._recv_window < 0:
+            raise _Violation(FLOW_CONTROL_ERROR, "the connection window overrun")
         self._recv_unacked += len(payload)
         request = self._requests.get(stream_id)
-        if request is None:
-            return  # a stream already answered and reset: its data still counted above
+        if request is None:  # half-closed (remote) or closed (RFC 9113 §5.1)
+            if stream_id not in self._reset_here:  # data still in flight when we reset
+                self._reset(stream_id, STREAM_CLOSED)
+            return
         request.window -= len(payload)
         if request.window < 0:
             raise _Violation(FLOW_CONTROL_ERROR, f"stream {stream_id} overran its window")
         body = _unpad(flags, payload)
         request.body += body
         self._buffered += len(body)
-        if len(request.body) > self.max_body or self._buffered > self.buffer_limit:
+        budget = self.budget
+        budget.held += len(body)
+        size = len(request.body)
+        if request.expected is not None and (
+                size > request.expected or (flags & END_STREAM and size != request.expected)):
+            self._forget(stream_id)
+            self._reset(stream_id, PROTOCOL_ERROR)  # malformed: content-length (§8.1.1)
+        elif (size > self.max_body or self._buffered > self.limits.buffer_limit
+              or budget.held > budget.limit):
             # Windows are refilled as bytes arrive (holding them back until requests end
             # could stall uploads that wait on each other), so memory is bounded here.
-            part = "body" if len(request.body) > self.max_body else "connection"
+            reason = ("body" if size > self.max_body else "connection"
+                      if self._buffered > self.limits.buffer_limit else "server")
             self._forget(stream_id)
-            self._answer(stream_id, self.app.too_large(request.headers, part),
+            self._answer(stream_id, self.app.refuse(request.headers, reason),
                          request_done=False)
         elif flags & END_STREAM:
             self._forget(stream_id)
-            self._answer(stream_id, self.app.respond(request.headers, bytes(request.body)))
+            self._answer(stream_id, self.app.respond(request.headers, bytes(request.body),
+                                                     request.opened))
         else:
             request.unacked += len(payload)
             if request.unacked >= STREAM_WINDOW // 4:
@@ -358,58 +458,84 @@ class Connection(asyncio.Protocol):
                 request.window += request.unacked
                 request.unacked = 0
 
-    def _decode(self, block: bytes) -> tuple[dict[bytes, bytes], int]:
-        """The headers in `block`, and their size as SETTINGS_MAX_HEADER_LIST_SIZE counts it.
-        Every block is decoded, even one we refuse: the decoder's table depends on it. A
-        client repeats the same few blocks (gRPC's clients index every header, timeouts
-        included), and decoding is most of a call's cost, so a block that left the table as
-        it was is remembered, valid until some block changes it."""
-        cached = self._decoded.get(block)
-        if cached is not None and cached[0] == self._table_version:
-            return cached[1], cached[2]
-        table = self._decoder.header_table
-        before = (tuple(table.dynamic_entries), table.maxsize)  # all a block can change
-        try:
-            fields = self._decoder.decode(block, raw=True)
-        except hpack.HPACKError as exc:
-            raise _Violation(COMPRESSION_ERROR, f"a header block: {exc}") from exc
-        headers: dict[bytes, bytes] = {}
-        for name, value in fields:  # a repeated field is one list (RFC 9110 §5.3)
-            headers[name] = headers[name] + b", " + value if name in headers else value
-        size = sum(len(name) + len(value) + 32 for name, value in fields)
-        if (tuple(table.dynamic_entries), table.maxsize) != before:
-            self._table_version += 1
-        elif len(block) <= DECODED_BLOCK_BYTES:  # a client's usual blocks, not a flood
-            if len(self._decoded) >= DECODED_BLOCKS:
-                self._decoded.clear()
-            self._decoded[block] = (self._table_version, headers, size)
-        return headers, size
+    def _on_headers_frame(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0:
+            raise _Violation(PROTOCOL_ERROR, "HEADERS on stream 0")
+        needed = (1 if flags & PADDED else 0) + (5 if flags & PRIORITY_FLAG else 0)
+        if len(payload) < needed:
+            raise _Violation(FRAME_SIZE_ERROR, f"a HEADERS frame of {len(payload)} bytes")
+        payload = _unpad(flags, payload, needed)
+        self_dependent = False
+        if flags & PRIORITY_FLAG:
+            self_dependent = _U32.unpack_from(payload)[0] & 0x7FFFFFFF == stream_id
+            payload = payload[5:]
+        if flags & END_HEADERS:
+            self._on_headers(stream_id, flags, payload, self_dependent)
+        else:
+            self._continuation = (stream_id, flags, bytearray(payload), self_dependent)
+            self._block_since = self._now
 
-    def _on_headers(self, stream_id: int, flags: int, block: bytes) -> None:
-        headers, size = self._decode(block)
+    def _decode(self, block: bytes, trailers: bool = False) -> tuple[dict[bytes, bytes], int,
+                                                                        str | None]:
+        try:
+            fields = self._fields.decode(block, trailers)
+        except UndecodableBlock as exc:
+            raise _Violation(ENHANCE_YOUR_CALM if exc.too_large else COMPRESSION_ERROR,
+                             str(exc)) from exc
+        return fields.headers, fields.size, fields.malformed
+
+    def _on_headers(self, stream_id: int, flags: int, block: bytes,
+                    self_dependent: bool) -> None:
         request = self._requests.get(stream_id)
+        headers, size, malformed = self._decode(block, trailers=request is not None)
         if request is not None:  # trailers on a request: gRPC clients send none, but may
-            if flags & END_STREAM:
-                self._forget(stream_id)
-                self._answer(stream_id, self.app.respond(request.headers, bytes(request.body)))
-            else:  # a third header block cannot follow: a malformed request (§8.1)
+            if not flags & END_STREAM or malformed or self_dependent:
+                self._reset(stream_id, PROTOCOL_ERROR)  # a malformed request (§8.1)
+            elif request.expected is not None and len(request.body) != request.expected:
                 self._reset(stream_id, PROTOCOL_ERROR)
+            else:
+                self._forget(stream_id)
+                self._answer(stream_id, self.app.respond(request.headers, bytes(request.body),
+                                                         request.opened))
             return
-        if stream_id <= self._last_stream or stream_id % 2 == 0:
-            raise _Violation(PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}")
+        if stream_id % 2 == 0:
+            raise _Violation(PROTOCOL_ERROR, f"HEADERS opening stream {stream_id}, even")
+        if stream_id <= self._last_stream:
+            if stream_id in self._send_windows:  # half-closed (remote)
+                self._reset(stream_id, STREAM_CLOSED)
+            elif stream_id not in self._reset_here:
+                raise _Violation(STREAM_CLOSED, f"HEADERS on stream {stream_id}, closed")
+            return
         self._last_stream = stream_id
         if self._going_away or len(self._send_windows) >= STREAM_LIMIT:
-            self._out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(REFUSED_STREAM)))
+            self._reset(stream_id, REFUSED_STREAM)
+            return
+        if self_dependent or malformed:
+            self._reset(stream_id, PROTOCOL_ERROR)
+            if malformed:
+                _quiet.log(logger, logging.INFO, "malformed", "HTTP/2 request refused: %s",
+                           malformed)
             return
         self._last_accepted = stream_id
         self._send_windows[stream_id] = self._peer_stream_window
+        length = headers.get(b"content-length")
+        expected = None if length is None else int(length)
         if size > HEADER_LIST_LIMIT:
-            self._answer(stream_id, self.app.too_large(headers, "headers"),
+            self._answer(stream_id, self.app.refuse(headers, "headers"),
                          request_done=bool(flags & END_STREAM))
         elif flags & END_STREAM:
-            self._answer(stream_id, self.app.respond(headers, b""))
+            if expected:
+                self._reset(stream_id, PROTOCOL_ERROR)  # content-length, but no body
+            else:
+                self._answer(stream_id, self.app.respond(headers, b"", self._now))
         else:
-            self._requests[stream_id] = _Request(headers)
+            now = self._now
+            limit = self.app.time_limit(headers)
+            body_limit = self.limits.body_timeout
+            late = "slow" if limit is None or limit >= body_limit else "deadline"
+            self._requests[stream_id] = _Request(
+                headers, now, now + (body_limit if late == "slow" else cast(float, limit)),
+                late, expected)
 
     def _on_settings(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id:
@@ -438,6 +564,8 @@ class Connection(asyncio.Protocol):
                 if not DEFAULT_FRAME <= value <= 2**24 - 1:
                     raise _Violation(PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE")
                 self._peer_frame = value
+            elif key == ENABLE_PUSH and value > 1:
+                raise _Violation(PROTOCOL_ERROR, f"SETTINGS_ENABLE_PUSH of {value}")
         self._out.append(frame(SETTINGS, ACK, 0))
         self._send_held_back()
 
@@ -459,11 +587,13 @@ class Connection(asyncio.Protocol):
             if self._send_windows[stream_id] > MAX_WINDOW:
                 self._reset(stream_id, FLOW_CONTROL_ERROR)
                 return
+        elif stream_id > self._last_stream:
+            raise _Violation(PROTOCOL_ERROR, f"WINDOW_UPDATE on stream {stream_id}, idle")
         else:
-            return
+            return  # closed: allowed a while after its end (RFC 9113 §5.1)
         self._send_held_back()
 
-    # -- writing ---------------------------------------------------------------------------
+# -- writing ---------------------------------------------------------------------------
 
     def _answer(self, stream_id: int, response: Response, request_done: bool = True) -> None:
         end_with_head = not response.body and response.trailers is None
@@ -472,7 +602,7 @@ class Connection(asyncio.Protocol):
             self._finish(stream_id, request_done)
             return
         self._pending[stream_id] = _Output(memoryview(response.body), response.trailers,
-                                           request_done)
+                                           request_done, self._now)
         self._send(stream_id)
 
     def _send(self, stream_id: int) -> None:
@@ -519,18 +649,28 @@ class Connection(asyncio.Protocol):
         if not request_done:
             # Answered before the whole request came (RFC 9113 §8.1): stop the upload.
             self._out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(NO_ERROR)))
+            self._note_reset(stream_id)
         self._send_windows.pop(stream_id, None)
 
     def _reset(self, stream_id: int, code: int) -> None:
         """A stream error (RFC 9113 §5.4.2): RST_STREAM with `code`, the stream forgotten."""
         self._out.append(frame(RST_STREAM, 0, stream_id, _U32.pack(code)))
+        self._note_reset(stream_id)
         self._end_stream(stream_id)
+
+    def _note_reset(self, stream_id: int) -> None:
+        """Frames the client sent before it saw our RST_STREAM are ignored, not errors."""
+        reset = self._reset_here
+        reset[stream_id] = None
+        if len(reset) > RESETS_KEPT:
+            del reset[next(iter(reset))]
 
     def _forget(self, stream_id: int) -> None:
         """The request is whole, or given up: its buffered body no longer counts."""
         request = self._requests.pop(stream_id, None)
         if request is not None:
             self._buffered -= len(request.body)
+            self.budget.held -= len(request.body)
 
     def _end_stream(self, stream_id: int) -> None:
         """The client reset the stream: forget its request and any answer not yet sent."""
@@ -546,9 +686,44 @@ class Connection(asyncio.Protocol):
             self._out.clear()
 
 
-def _unpad(flags: int, payload: bytes) -> bytes:
+def _unpad(flags: int, payload: bytes, needed: int = 1) -> bytes:
+    """`payload` without its padding; `needed`: the bytes before the data, pad length included."""
     if not flags & PADDED:
         return payload
-    if not payload or payload[0] >= len(payload):
+    if not payload or payload[0] > len(payload) - needed:
         raise _Violation(PROTOCOL_ERROR, "padding longer than the frame")
     return payload[1:len(payload) - payload[0]]
+
+
+def _half_close(transport: asyncio.Transport, linger: float) -> asyncio.TimerHandle | None:
+    """Half-close `transport` (see `Connection._end_writing`), aborting it `linger` s later."""
+    try:
+        if transport.can_write_eof():
+            transport.write_eof()
+            return asyncio.get_running_loop().call_later(linger, transport.abort)
+        transport.close()
+    except OSError:  # the client is gone already (ENOTCONN): nothing left to send
+        transport.abort()
+    return None
+
+
+class Refusal(asyncio.Protocol):
+    """A connection over `Limits.max_connections`: our SETTINGS, then GOAWAY saying why, at
+    once; nothing it sends is read beyond that."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self._linger: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)
+        stream.write(frame(SETTINGS, 0, 0) + frame(GOAWAY, 0, 0, _U32.pack(0) + _U32.pack(
+            ENHANCE_YOUR_CALM) + self.reason.encode()))
+        self._linger = _half_close(stream, REFUSAL_LINGER_S)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()

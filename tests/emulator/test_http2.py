@@ -26,6 +26,8 @@ import pytest
 from emulator_support import LOCATION, EmulatorProcess, StartEmulator
 from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.emulator.connection_limits import Limits
+
 # RFC 9113's numbers (frame types, flags, error codes, settings)
 from fastapi_cloud_tasks.emulator.http2 import (
     ACK,
@@ -319,7 +321,7 @@ def test_an_engine_error_is_a_trailers_only_answer_with_a_percent_encoded_messag
     ({"content_type": "application/json"}, get_queue("x"), "415", None, None),
     ({}, b"\x00\x00\x00\x00\x09abc", "200", 13, "not one gRPC message"),
     ({}, b"\x00\x00", "200", 13, "not one gRPC message"),
-    ({}, b"\x01" + u32(3) + b"abc", "200", 12, "compressed"),
+    ({}, b"\x01" + u32(3) + b"abc", "200", 13, "grpc-encoding names no compression"),
     ({}, grpc_message(b"\xff\xff\xff"), "200", 3, "GetQueueRequest"),
 ], ids=["not-post", "not-grpc", "length-mismatch", "short-prefix", "compressed", "not-proto"])
 def test_requests_that_are_not_one_grpc_call_are_refused_and_the_connection_serves_on(
@@ -456,7 +458,7 @@ def test_a_goaway_names_the_last_stream_served_not_one_refused(raw: RawClient) -
 
     raw.send(frame(PING, 0, 0, b"1234"))
 
-    assert raw.goaway() == (1 + 2 * (limit - 1), PROTOCOL_ERROR)
+    assert raw.goaway() == (1 + 2 * (limit - 1), FRAME_SIZE_ERROR)
 
 
 def test_a_stream_window_update_of_zero_resets_that_stream_only(
@@ -537,7 +539,7 @@ def test_a_smaller_header_table_setting_is_announced_in_the_next_block(
     ([frame(HEADERS, 0, 1, b"\x82"), frame(PING, 0, 0, b"12345678")], PROTOCOL_ERROR),
     ([frame(HEADERS, END_HEADERS, 1, b"\xff\x7f")], COMPRESSION_ERROR),  # no such index
     ([frame(DATA, 0, 1, b"x" * 16_385)], FRAME_SIZE_ERROR),
-    ([frame(PING, 0, 0, b"1234")], PROTOCOL_ERROR),
+    ([frame(PING, 0, 0, b"1234")], FRAME_SIZE_ERROR),
     ([frame(WINDOW_UPDATE, 0, 0, u32(0))], PROTOCOL_ERROR),
     ([frame(WINDOW_UPDATE, 0, 0, u32(2**31 - 1))], FLOW_CONTROL_ERROR),
     ([frame(SETTINGS, 0, 0, b"\x00\x04\x00")], FRAME_SIZE_ERROR),
@@ -662,18 +664,22 @@ def test_shutdown_delivers_a_large_answer_whole_while_the_client_keeps_talking(
 
 class Recorder:
     """An `http2.Application` that notes what it was asked: `("respond", body)` or
-    `("too_large", part)`, answering 200 or 431 with no body."""
+    `("refuse", reason)`, answering 200 or 431 with no body; `limit` is its time limit."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: float | None = None) -> None:
         self.asked: list[tuple[str, object]] = []
+        self.limit = limit
 
-    def respond(self, headers: dict[bytes, bytes], body: bytes) -> Response:
+    def respond(self, headers: dict[bytes, bytes], body: bytes, opened: float) -> Response:
         self.asked.append(("respond", body))
         return Response(encode_headers([(b":status", b"200")]))
 
-    def too_large(self, headers: dict[bytes, bytes], part: str) -> Response:
-        self.asked.append(("too_large", part))
+    def refuse(self, headers: dict[bytes, bytes], reason: str) -> Response:
+        self.asked.append(("refuse", reason))
         return Response(encode_headers([(b":status", b"431")]))
+
+    def time_limit(self, headers: dict[bytes, bytes]) -> float | None:
+        return self.limit
 
 
 class Discard(asyncio.Transport):
@@ -686,8 +692,11 @@ class Discard(asyncio.Transport):
         return False
 
 
-def open_in_process(app: Recorder, max_body: int = 1024, **limits: int) -> Connection:
-    connection = Connection(app, max_body, **limits)
+REQUEST = [(":method", "POST"), (":scheme", "http"), (":path", "/x")]
+
+
+def open_in_process(app: Recorder, max_body: int = 1024, **limits: Any) -> Connection:
+    connection = Connection(app, max_body, Limits(**limits))
     connection.connection_made(Discard())
     connection.data_received(PREFACE + frame(SETTINGS, 0, 0))
     return connection
@@ -704,7 +713,7 @@ def test_large_header_blocks_are_not_remembered() -> None:
         try:
             before = tracemalloc.get_traced_memory()[0]
             for index in range(blocks):
-                block = encoder.encode([(":path", "/x"), ("x-big", f"{index:070000d}", True)])
+                block = encoder.encode([*REQUEST, ("x-big", f"{index:070000d}", True)])
                 connection.data_received(header_frames(1 + 2 * index, block, END_STREAM))
             return tracemalloc.get_traced_memory()[0] - before
         finally:
@@ -723,7 +732,7 @@ def test_unfinished_bodies_past_the_connection_limit_are_refused_and_freed() -> 
 
     async def scenario() -> None:
         connection = open_in_process(app, max_body=100, buffer_limit=250)
-        block = hpack.Encoder().encode([(":method", "POST"), (":path", "/x")])
+        block = hpack.Encoder().encode(REQUEST)
         for stream_id in (1, 3, 5):  # 3 x 90 bytes: the third crosses 250
             connection.data_received(frame(HEADERS, END_HEADERS, stream_id, block)
                                      + frame(DATA, 0, stream_id, b"x" * 90))
@@ -734,7 +743,7 @@ def test_unfinished_bodies_past_the_connection_limit_are_refused_and_freed() -> 
 
     asyncio.run(scenario())
 
-    assert app.asked == [("too_large", "connection"), ("respond", b"x" * 90 + b"y" * 10),
+    assert app.asked == [("refuse", "connection"), ("respond", b"x" * 90 + b"y" * 10),
                          ("respond", b"z" * 90 + b"!")]
 
 
