@@ -7,6 +7,17 @@ client must read (status line, header fields, a body framed by Content-Length, c
 coding or the connection's close), ~0.04 ms. It does only what a delivery needs: send method,
 URL, headers and body, read the status and headers, drain the body, keep the connection for
 the next attempt to the same host.
+
+Each request is sent once. A kept-alive connection the worker closes just as a request goes
+out on it (its keep-alive timeout racing the reuse) answers nothing, and nothing says whether
+the app saw the request: that is `DeliveryError`, a failed attempt the engine counts and
+retries after its backoff (the next try carries `X-CloudTasks-TaskRetryCount` one higher and
+`X-CloudTasks-TaskPreviousResponse: 504`), never a silent second send the engine would not see.
+Delivery is at least once, as on Google (which documents rare duplicate executions): a handler
+whose first run did its work but lost its answer runs again, so handlers must be idempotent.
+To make that race rare, a connection idle longer than `max_idle_time` (1 s, below the
+keep-alive timeout of common servers: uvicorn's and Node's 5 s, gunicorn's 2 s) is closed
+instead of reused.
 """
 
 from __future__ import annotations
@@ -213,6 +224,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.received = False  # any byte of the current response
+        self.idle_since = 0.0  # loop time it was last released for reuse
         self._reply: asyncio.Future[Response] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -282,18 +294,21 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpDelivery:
-    """Sends deliveries; keeps up to `max_idle` idle connections per host for reuse."""
+    """Sends deliveries; keeps up to `max_idle` idle connections per host for reuse, each for
+    at most `max_idle_time` seconds."""
 
-    def __init__(self, max_idle: int = 64) -> None:
+    def __init__(self, max_idle: int = 64, max_idle_time: float = 1.0) -> None:
         self.max_idle = max_idle
+        self.max_idle_time = max_idle_time
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes,
                       timeout: float) -> Response:
         """One request and its response within `timeout` seconds, else `TimeoutError`.
-        Raises `DeliveryError` when no response came, `ValueError` for a request that
-        cannot be written (a bad URL, method, header name or value)."""
+        Raises `DeliveryError` when no response came (the request is not sent again),
+        `ValueError` for a request that cannot be written (a bad URL, method, header name or
+        value)."""
         split = split_url(url)
         try:  # checked before any connection is taken: a bad request sends nothing
             data = request_bytes(method, split, headers, body)
@@ -302,37 +317,27 @@ class HttpDelivery:
         key = (split.scheme, split.host, split.default_port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        retried = False
-        while True:
-            connection, reused = None if retried else self._idle_connection(key), True
-            if connection is None:
-                connection, reused = await self._connect(key, deadline - loop.time()), False
-            # A timer rather than asyncio.timeout (3.11+) or wait_for (a task per request).
-            reply = connection.send(data, head_only=method == "HEAD")
-            timer = loop.call_at(deadline, connection.time_out)
-            try:
-                response = await reply
-            except DeliveryError:
-                connection.close()
-                # A kept-alive connection the server closed as we reused it: the request never
-                # reached the app (no byte came back), so a new connection may send it.
-                if reused and not connection.received:
-                    retried = True  # once, on a new connection
-                    continue
-                raise
-            except BaseException:  # the timeout, or the emulator stopping
-                connection.close()
-                raise
-            finally:
-                timer.cancel()
-            self._release(key, connection)
-            return response
+        connection = self._idle_connection(key, loop.time())
+        if connection is None:
+            connection = await self._connect(key, deadline - loop.time())
+        # A timer rather than asyncio.timeout (3.11+) or wait_for (a task per request).
+        reply = connection.send(data, head_only=method == "HEAD")
+        timer = loop.call_at(deadline, connection.time_out)
+        try:
+            response = await reply
+        except BaseException:  # no response, the timeout, or the emulator stopping
+            connection.close()
+            raise
+        finally:
+            timer.cancel()
+        self._release(key, connection, loop.time())
+        return response
 
-    def _idle_connection(self, key: tuple[str, str, int]) -> _Connection | None:
+    def _idle_connection(self, key: tuple[str, str, int], now: float) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             connection = idle.pop()
-            if connection.reusable:
+            if connection.reusable and now - connection.idle_since <= self.max_idle_time:
                 return connection
             connection.close()
         return None
@@ -356,10 +361,11 @@ class HttpDelivery:
             raise DeliveryError(f"cannot connect to {host}:{port}: {exc}") from exc
         return connection
 
-    def _release(self, key: tuple[str, str, int], connection: _Connection) -> None:
+    def _release(self, key: tuple[str, str, int], connection: _Connection, now: float) -> None:
         if not connection.reusable:
             connection.close()
             return
+        connection.idle_since = now
         idle = self._idle.setdefault(key, [])
         if len(idle) < self.max_idle:
             idle.append(connection)

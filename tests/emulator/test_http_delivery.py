@@ -14,13 +14,19 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
+from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.emulator.dispatcher import Dispatcher
 from fastapi_cloud_tasks.emulator.http_delivery import DeliveryError, HttpDelivery, Response
+from fastapi_cloud_tasks.engine.clock import SystemClock
+from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine
 
 pytestmark = pytest.mark.asyncio
 
+LOCATION = "projects/p/locations/l"
 WAIT = 2.0  # the longest any test waits for something that should happen at once
 
 
@@ -372,35 +378,78 @@ async def test_an_idle_connection_closed_with_a_stray_408_is_replaced() -> None:
     assert len(server.peers) == 2
 
 
-async def test_a_reused_connection_closed_as_the_request_arrives_is_retried_once() -> None:
-    """The race of a keep-alive timeout: the server closes without a byte of answer, so the
-    request is sent again on a new connection, which answers."""
+async def test_a_reused_connection_closed_as_the_request_arrives_is_not_sent_again() -> None:
+    """The race of a keep-alive timeout: the server closes without a byte of answer. Whether
+    the app saw the request is unknown, so the client does not resend it behind the engine's
+    back: it is a failed attempt (DeliveryError), which the engine counts and retries."""
     def drop_second_on_first(peer: Peer, request: bytes) -> Reply:
         return DROP if peer.index == 0 and len(peer.requests) == 2 else OK
 
     async with serving(drop_second_on_first) as (server, delivery):
         await get(delivery, server.url("/1"))
-        response = await send(delivery, "POST", server.url("/2"), {}, b"again", WAIT)
+        with pytest.raises(DeliveryError, match="connection closed before the response"):
+            await send(delivery, "POST", server.url("/2"), {}, b"once", WAIT)
+        after = await get(delivery, server.url("/3"))
 
-    assert response.status_code == 200
-    assert len(server.peers) == 2
-    assert server.requests[1] == server.requests[2]
-    assert server.requests[2].endswith(b"\r\n\r\nagain")
+    assert after.status_code == 200
+    assert [target_of(r) for r in server.requests] == ["/1", "/2", "/3"]
+    assert len(server.peers) == 2  # the dropped connection was not reused either
 
 
-async def test_the_retry_goes_to_a_new_connection_not_another_idle_one() -> None:
-    """Retried once: a second kept-alive connection closing the same way must not earn the
-    request a third send."""
-    def drop_later(peer: Peer, request: bytes) -> Reply:
-        return DROP if target_of(request) == "/drop" else OK
+async def test_the_engine_counts_the_dropped_request_as_an_attempt_and_retries_it() -> None:
+    """Through the dispatcher and the real engine: the retry is visible to the worker (one
+    higher retry count, previous response 504) and in the task's dispatch count."""
+    def drop_second_on_first(peer: Peer, request: bytes) -> Reply:
+        return DROP if peer.index == 0 and len(peer.requests) == 2 else OK
 
-    async with serving(drop_later) as (server, delivery):
-        await asyncio.gather(get(delivery, server.url("/a")), get(delivery, server.url("/b")))
-        with pytest.raises(DeliveryError):
-            await get(delivery, server.url("/drop"))
+    engine = CloudTasksEngine(SystemClock())
+    queue = f"{LOCATION}/queues/dropped"
+    engine.create_queue(tasks_v2.CreateQueueRequest(parent=LOCATION, queue=tasks_v2.Queue(
+        name=queue, retry_config=tasks_v2.RetryConfig(min_backoff=timedelta(seconds=0.01))),
+    ))
+    dispatcher = Dispatcher([engine])
+    engine.on_ready = dispatcher.wake
+    async with RawServer(drop_second_on_first) as server:
+        running = asyncio.ensure_future(dispatcher.run())
+        try:
+            for name in ("first", "second"):
+                engine.create_task(tasks_v2.CreateTaskRequest(parent=queue, task=tasks_v2.Task(
+                    name=f"{queue}/tasks/{name}",
+                    http_request=tasks_v2.HttpRequest(url=server.url(f"/{name}")))))
+                await eventually(lambda: not engine.list_tasks(
+                    tasks_v2.ListTasksRequest(parent=queue)).tasks)  # delivered: gone
+        finally:
+            await dispatcher.stop(WAIT)
+            running.cancel()
 
-    assert [target_of(r) for r in server.requests].count("/drop") == 2
-    assert len(server.peers) == 3
+    sent = [(target_of(r), header_of(r, b"x-cloudtasks-taskretrycount"),
+             header_of(r, b"x-cloudtasks-taskpreviousresponse")) for r in server.requests]
+    assert sent == [("/first", "0", None), ("/second", "0", None), ("/second", "1", "504")]
+
+
+def header_of(request: bytes, name: bytes) -> str | None:
+    for line in request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
+
+
+async def test_a_connection_idle_past_max_idle_time_is_closed_not_reused() -> None:
+    """Reusing it would race the server's own keep-alive timeout."""
+    async with RawServer(lambda peer, request: OK) as server:
+        delivery = HttpDelivery(max_idle_time=0.05)
+        try:
+            await get(delivery, server.url("/1"))
+            await get(delivery, server.url("/2"))  # at once: the same connection
+            await asyncio.sleep(0.1)
+            await get(delivery, server.url("/3"))
+            await asyncio.wait_for(server.peers[0].eof.wait(), WAIT)
+        finally:
+            delivery.close()
+
+    assert [[target_of(r) for r in peer.requests] for peer in server.peers] == [
+        ["/1", "/2"], ["/3"]]
 
 
 async def test_a_fresh_connection_closed_without_an_answer_is_not_retried() -> None:
