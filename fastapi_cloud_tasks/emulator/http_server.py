@@ -7,7 +7,7 @@ event loop. A router answers paths nobody serves with 404, known paths with the 
 with 405, and a handler that raises with 500; the connection stays usable after all three.
 Error bodies are Google's JSON error shape; status lines carry the standard reason phrase.
 
-Every peer is assumed hostile (`HttpLimits`): connections are capped (the longest-idle one
+Every peer is assumed hostile (`HTTP_LIMITS`): connections are capped (the longest-idle one
 makes room, else the newcomer gets a 503 at once), an idle connection is closed, a request
 head and body must each arrive whole within a deadline however slowly the bytes come, and
 unfinished bodies are bounded per request and across connections. `SameOrigin` refuses what
@@ -28,28 +28,17 @@ from urllib.parse import urlsplit
 
 import h11
 
+from fastapi_cloud_tasks.emulator.connection_limits import Budget, Limits
+from fastapi_cloud_tasks.emulator.http_limits import HTTP_LIMITS
+from fastapi_cloud_tasks.emulator.quiet_log import RepeatLimiter
 from fastapi_cloud_tasks.emulator.same_origin import SameOrigin
 
-__all__ = ["HttpLimits", "HttpRequest", "HttpResponse", "HttpServer", "Router", "json_error"]
+__all__ = ["HttpRequest", "HttpResponse", "HttpServer", "Router", "json_error"]
 
 logger = logging.getLogger("fastapi_cloud_tasks.emulator")
 
 MAX_HEAD = 64 * 1024  # h11 refuses a longer request head (431)
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    """What clients may hold of the server; each bound a stranger's bytes would otherwise
-    grow. Timeouts in seconds."""
-
-    max_connections: int = 256  # open at once; well below a laptop's 1,024 descriptors
-    idle_timeout: float = 30.0  # a kept-alive connection's wait for its next request
-    head_timeout: float = 10.0  # a request head, from its first byte to its end
-    body_timeout: float = 60.0  # a request body from the head's end (and a slow reader's
-    # response); 32 MiB at 1 MB/s takes 32 s
-    max_body: int = 32 * 1024 * 1024  # Google's HTTP APIs refuse requests over 32 MiB too
-    max_unfinished: int = 128 * 1024 * 1024  # body bytes held across all connections
 
 
 @dataclass(frozen=True)
@@ -112,22 +101,21 @@ class HttpServer:
     `SameOrigin` lets through (`allowed_hosts`: the names given with `--allow-host`)."""
 
     def __init__(self, handler: Callable[[HttpRequest], HttpResponse], *,
-                 limits: HttpLimits | None = None, allowed_hosts: Iterable[str] = ()) -> None:
+                 limits: Limits = HTTP_LIMITS, allowed_hosts: Iterable[str] = ()) -> None:
         self.handler = handler
-        self.limits = limits or HttpLimits()
+        self.limits = limits
         self.allowed_hosts = tuple(allowed_hosts)
         self.port = 0
         self._server: asyncio.Server | None = None
         self._origin = SameOrigin("", 0)
         self._connections: dict[asyncio.Task[None], _Watch] = {}
         self._idle: dict[_Watch, None] = {}  # waiting for their next request, oldest first
-        self._unfinished = 0  # request body bytes held, across connections
-        self._refused = 0  # connections refused since the last warning about it
-        self._warned = -float("inf")
+        self._unfinished = Budget(limits.total_buffer_limit)  # request body bytes held
+        self._log = RepeatLimiter()
         self._busy = _whole(json_error(
             503, "UNAVAILABLE",
-            f"The emulator already serves {self.limits.max_connections} connections "
-            "(max_connections), none of them idle; retry later, or close some."))
+            f"The emulator already serves {limits.max_connections} HTTP connections "
+            "(--http-max-connections), none of them idle; retry later, or close some."))
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._serve, host, port)
@@ -152,7 +140,9 @@ class HttpServer:
         if len(self._connections) >= self.limits.max_connections and not self._evict_idle():
             writer.write(self._busy)  # refused at once, before reading a byte
             writer.close()
-            self._warn_refused()
+            self._log.log(logger, logging.WARNING, "busy", "Refused an HTTP connection: "
+                          "already serving %d (--http-max-connections), none idle",
+                          len(self._connections))
             return
         watch = _Watch(task)
         self._connections[task] = watch
@@ -182,14 +172,14 @@ class HttpServer:
                 seconds = getattr(self.limits, f"{watch.expired}_timeout")
                 self._respond(connection, writer, None, json_error(
                     408, "DEADLINE_EXCEEDED",
-                    f"The request {watch.expired} did not arrive whole within {seconds} s "
-                    f"({watch.expired}_timeout); the connection is closed."), close=True)
+                    f"The request {watch.expired} did not arrive whole within {seconds:g} s "
+                    f"(--http-{watch.expired}-timeout); the connection is closed."), close=True)
         except ConnectionError:
             pass
         finally:
             watch.disarm()
             self._idle.pop(watch, None)
-            self._unfinished -= watch.unfinished
+            self._unfinished.held -= watch.unfinished
             del self._connections[task]
             if writer.transport.get_write_buffer_size():
                 writer.transport.abort()  # close() would wait for a reader that never reads
@@ -236,29 +226,31 @@ class HttpServer:
                 head = event
                 refusal = self._origin.refusal(event.headers)
                 if refusal is not None:
-                    self._warn(f"Refused {event.method.decode('latin-1')} "
-                               f"{event.target.decode('latin-1')}: {refusal}")
+                    self._log.log(logger, logging.WARNING, "refused", "Refused %s %s: %s",
+                                  event.method.decode("latin-1"),
+                                  event.target.decode("latin-1"), refusal)
                     raise _Refused(json_error(403, "PERMISSION_DENIED", refusal))
                 length = dict(event.headers).get(b"content-length")
-                if length is not None and int(length) > limits.max_body:
+                if length is not None and int(length) > limits.buffer_limit:
                     raise _Refused(self._too_large())
             elif isinstance(event, h11.Data):
                 size = len(event.data)
-                if len(body) + size > limits.max_body:
+                if len(body) + size > limits.buffer_limit:
                     raise _Refused(self._too_large())
-                if self._unfinished + size > limits.max_unfinished:
+                budget = self._unfinished
+                if budget.held + size > budget.limit:
                     raise _Refused(json_error(
                         429, "RESOURCE_EXHAUSTED",
-                        f"The emulator already holds {self._unfinished} bytes of unfinished "
-                        f"request bodies (max_unfinished {limits.max_unfinished}); send this "
-                        "request again once others have finished."))
+                        f"The emulator already holds {budget.held} bytes of unfinished request "
+                        f"bodies, of the {budget.limit} it takes at once; send this request "
+                        "again once others have finished."))
                 body += event.data
                 watch.unfinished += size
-                self._unfinished += size
+                budget.held += size
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
                 watch.disarm()
-                self._unfinished -= watch.unfinished
+                self._unfinished.held -= watch.unfinished
                 watch.unfinished = 0
                 target = urlsplit(head.target.decode("latin-1"))
                 return HttpRequest(
@@ -281,24 +273,8 @@ class HttpServer:
 
     def _too_large(self) -> HttpResponse:
         return json_error(413, "INVALID_ARGUMENT",
-                          f"The request body exceeds {self.limits.max_body} bytes (max_body).")
-
-    def _warn_refused(self) -> None:
-        self._refused += 1
-        if self._warn(f"Refused {self._refused} connection(s): already serving "
-                      f"{len(self._connections)} (max_connections "
-                      f"{self.limits.max_connections}), none idle"):
-            self._refused = 0
-
-    def _warn(self, message: str) -> bool:
-        """Log `message` unless another was logged in the last 10 s: a flood of refusals
-        must not become a flood of log lines. True if logged."""
-        now = asyncio.get_running_loop().time()
-        if now - self._warned < 10.0:
-            return False
-        self._warned = now
-        logger.warning("%s", message)
-        return True
+                          f"The request body exceeds {self.limits.buffer_limit} bytes, the most "
+                          "Google's HTTP APIs take too.")
 
     def _handle(self, request: HttpRequest) -> HttpResponse:
         """The handler's answer; HEAD is GET without the body."""

@@ -19,13 +19,8 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from fastapi_cloud_tasks.emulator.http_server import (
-    HttpLimits,
-    HttpRequest,
-    HttpResponse,
-    HttpServer,
-    Router,
-)
+from fastapi_cloud_tasks.emulator.connection_limits import Limits
+from fastapi_cloud_tasks.emulator.http_server import HttpRequest, HttpResponse, HttpServer, Router
 
 pytestmark = pytest.mark.asyncio
 
@@ -306,7 +301,7 @@ async def test_a_malformed_request_gets_400_and_a_close_and_others_are_served(
 
 
 async def test_an_oversized_body_gets_413_without_being_read(start: Start, dial: Dial) -> None:
-    server = await start(limits=HttpLimits(max_body=10))
+    server = await start(limits=Limits(buffer_limit=10))
     connect: Connect = lambda: dial(server)  # noqa: E731
     peer = await connect()
 
@@ -325,7 +320,7 @@ async def test_an_oversized_body_gets_413_without_being_read(start: Start, dial:
 async def test_an_idle_connection_is_closed_after_the_idle_timeout(
     start: Start, dial: Dial
 ) -> None:
-    peer = await dial(await start(limits=HttpLimits(idle_timeout=0.2)))
+    peer = await dial(await start(limits=Limits(idle_timeout=0.2)))
     await peer.send(get("/items/1"))
     await peer.reply()
 
@@ -469,13 +464,13 @@ async def test_a_refused_request_gets_no_100_continue_and_its_body_is_not_read(
     assert await peer.closed_by_server()
 
 
-# -- connections: capped, timed out, bounded (HttpLimits) ----------------------------------
+# -- connections: capped, timed out, bounded (connection_limits.Limits) -------------------
 
 
 async def test_past_max_connections_a_new_one_gets_503_at_once_and_the_others_serve_on(
     start: Start, dial: Dial
 ) -> None:
-    server = await start(limits=HttpLimits(max_connections=2))
+    server = await start(limits=Limits(max_connections=2))
     busy = [await dial(server) for _ in range(2)]
     for peer in busy:  # mid-request, so not idle: neither may be closed to make room
         await peer.send(get("/items/1")[:10])
@@ -488,7 +483,7 @@ async def test_past_max_connections_a_new_one_gets_503_at_once_and_the_others_se
 
     assert refused.status == 503
     assert refused.headers["connection"] == "close"
-    assert "max_connections" in refused.json()["error"]["message"]  # type: ignore[index]
+    assert "--http-max-connections" in refused.json()["error"]["message"]  # type: ignore[index]
     assert await extra.closed_by_server()
     assert [(await peer.reply()).status for peer in busy] == [200, 200]
 
@@ -496,7 +491,7 @@ async def test_past_max_connections_a_new_one_gets_503_at_once_and_the_others_se
 async def test_at_max_connections_the_longest_idle_one_makes_room(
     start: Start, dial: Dial
 ) -> None:
-    server = await start(limits=HttpLimits(max_connections=2))
+    server = await start(limits=Limits(max_connections=2))
     oldest, newer = await dial(server), await dial(server)
     for peer in (oldest, newer):
         await peer.send(get("/items/1"))
@@ -523,7 +518,7 @@ async def test_a_head_dribbled_byte_by_byte_is_closed_after_the_head_timeout(
     start: Start, dial: Dial
 ) -> None:
     """Each byte would reset a per-read timeout; the head's deadline runs from its first."""
-    server = await start(limits=HttpLimits(head_timeout=0.3))
+    server = await start(limits=Limits(head_timeout=0.3))
     peer = await dial(server)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -533,7 +528,7 @@ async def test_a_head_dribbled_byte_by_byte_is_closed_after_the_head_timeout(
     dribbling.cancel()
 
     assert reply.status == 408
-    assert "head_timeout" in reply.json()["error"]["message"]  # type: ignore[index]
+    assert "--http-head-timeout" in reply.json()["error"]["message"]  # type: ignore[index]
     assert loop.time() - started < 1.2
     assert await peer.closed_by_server()
 
@@ -541,7 +536,7 @@ async def test_a_head_dribbled_byte_by_byte_is_closed_after_the_head_timeout(
 async def test_a_body_dribbled_byte_by_byte_is_closed_after_the_body_timeout(
     start: Start, dial: Dial
 ) -> None:
-    server = await start(limits=HttpLimits(body_timeout=0.3))
+    server = await start(limits=Limits(body_timeout=0.3))
     peer = await dial(server)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -552,14 +547,14 @@ async def test_a_body_dribbled_byte_by_byte_is_closed_after_the_body_timeout(
     dribbling.cancel()
 
     assert reply.status == 408
-    assert "body_timeout" in reply.json()["error"]["message"]  # type: ignore[index]
+    assert "--http-body-timeout" in reply.json()["error"]["message"]  # type: ignore[index]
     assert loop.time() - started < 1.2
 
 
 async def test_a_connection_that_never_sends_is_closed_after_the_idle_timeout(
     start: Start, dial: Dial
 ) -> None:
-    peer = await dial(await start(limits=HttpLimits(idle_timeout=0.2)))
+    peer = await dial(await start(limits=Limits(idle_timeout=0.2)))
 
     assert await peer.closed_by_server()
 
@@ -567,7 +562,7 @@ async def test_a_connection_that_never_sends_is_closed_after_the_idle_timeout(
 async def test_unfinished_bodies_are_bounded_across_connections_and_freed_when_done(
     start: Start, dial: Dial
 ) -> None:
-    server = await start(limits=HttpLimits(max_unfinished=10))
+    server = await start(limits=Limits(total_buffer_limit=10))
     first, second = await dial(server), await dial(server)
     await first.send(post("/items/1", b"12345678")[:-1])  # 7 of its 8 body bytes held
     await asyncio.sleep(0.05)
@@ -581,7 +576,7 @@ async def test_unfinished_bodies_are_bounded_across_connections_and_freed_when_d
 
     assert refused.status == 429
     assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"  # type: ignore[index]
-    assert "max_unfinished" in refused.json()["error"]["message"]  # type: ignore[index]
+    assert "unfinished request bodies" in refused.json()["error"]["message"]  # type: ignore[index]
     assert finished.status == 200
     assert (await third.reply()).status == 200
 
@@ -589,7 +584,7 @@ async def test_unfinished_bodies_are_bounded_across_connections_and_freed_when_d
 async def test_a_client_that_never_reads_its_answer_is_cut_off_after_the_body_timeout(
     start: Start, dial: Dial
 ) -> None:
-    server = await start(limits=HttpLimits(body_timeout=0.3))
+    server = await start(limits=Limits(body_timeout=0.3))
     peer = await dial(server)
 
     await peer.send(get("/big"))  # 8 MB: more than the socket buffers hold
