@@ -3,11 +3,18 @@
 Nothing here talks to the network or reads credentials until a task or job is actually sent:
 importing the package and building routers and apps must work on a machine with no Google
 credentials at all.
+
+A builder without `client=` gets a default client, built when the first task or job is sent.
+Like Google's own emulators (`PUBSUB_EMULATOR_HOST`, `FIRESTORE_EMULATOR_HOST`), an environment
+variable read at that moment points it at a local emulator, without credentials:
+`CLOUD_TASKS_EMULATOR_HOST` for tasks and `CLOUD_SCHEDULER_EMULATOR_HOST` for jobs (each
+`HOST:PORT`, the gRPC address the emulator prints; each API reads only its own variable).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import weakref
@@ -17,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from google.cloud import scheduler_v1, tasks_v2
+
+from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError
 
 __all__ = [
     "ClientOverride",
@@ -29,6 +38,8 @@ __all__ = [
 ]
 
 DEFAULT_EMULATOR_HOST = "localhost:8123"
+TASKS_EMULATOR_HOST_ENV = "CLOUD_TASKS_EMULATOR_HOST"
+SCHEDULER_EMULATOR_HOST_ENV = "CLOUD_SCHEDULER_EMULATOR_HOST"
 EmulatorTransport = Literal["grpc", "rest"]
 _ADDRESS = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[^:/\[\]]+)(?::(?P<port>\d+))?")
 
@@ -173,44 +184,77 @@ def current_override() -> ClientOverride | None:
     return _overrides[-1] if _overrides else None
 
 
-class LazyClient:
-    """Builds a default Google client on first use, once, thread-safely."""
+def emulator_host(variable: str) -> str | None:
+    """The emulator address in environment variable `variable`; None when unset or empty."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    address = _ADDRESS.fullmatch(value)
+    if address is None or address["port"] is None:
+        raise InvalidTaskOptionError(
+            f"{variable}={value!r}: expected HOST:PORT, the emulator's gRPC address as its "
+            "READY line prints it (e.g. 'localhost:8123', without http://); unset it to use "
+            "Google Cloud."
+        )
+    return value
 
-    def __init__(self, factory: Any) -> None:
+
+class LazyClient:
+    """Builds a default Google client on first use, thread-safely: `factory()`, or
+    `emulator(host)` while the environment variable `variable` names an emulator (read on
+    every use, so the client follows the variable)."""
+
+    def __init__(self, factory: Any, variable: str | None = None, emulator: Any = None) -> None:
         self._factory = factory
+        self._variable = variable
+        self._emulator = emulator
         self._client: Any = None
+        self._host: str | None = None
         self._lock = threading.Lock()
 
     def get(self) -> Any:
-        if self._client is None:
+        host = emulator_host(self._variable) if self._variable else None
+        if self._client is None or self._host != host:
             with self._lock:
-                if self._client is None:
-                    self._client = self._factory()
+                if self._client is None or self._host != host:
+                    self._client = self._factory() if host is None else self._emulator(host)
+                    self._host = host
         return self._client
 
 
 class LazyAsyncClient:
-    """Builds a default asyncio Google client on first use in each event loop: a gRPC aio
-    channel belongs to the loop it was first used in."""
+    """Builds a default asyncio Google client on first use in each event loop (a gRPC aio
+    channel belongs to the loop it was first used in); `variable` and `emulator` as for
+    `LazyClient`."""
 
-    def __init__(self, factory: Any) -> None:
+    def __init__(self, factory: Any, variable: str | None = None, emulator: Any = None) -> None:
         self._factory = factory
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._variable = variable
+        self._emulator = emulator
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[str | None, Any]
+        ] = weakref.WeakKeyDictionary()
 
     def get(self) -> Any:
+        host = emulator_host(self._variable) if self._variable else None
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = self._factory()
-        return client
+        built = self._clients.get(loop)
+        if built is None or built[0] != host:
+            client = self._factory() if host is None else self._emulator(host)
+            built = self._clients[loop] = (host, client)
+        return built[1]
 
 
-default_tasks_client = LazyClient(tasks_v2.CloudTasksClient)
-default_tasks_async_client = LazyAsyncClient(tasks_v2.CloudTasksAsyncClient)
-default_scheduler_client = LazyClient(scheduler_v1.CloudSchedulerClient)
-default_scheduler_async_client = LazyAsyncClient(scheduler_v1.CloudSchedulerAsyncClient)
+default_tasks_client = LazyClient(tasks_v2.CloudTasksClient, TASKS_EMULATOR_HOST_ENV,
+                                  emulator_client)
+default_tasks_async_client = LazyAsyncClient(tasks_v2.CloudTasksAsyncClient,
+                                             TASKS_EMULATOR_HOST_ENV, emulator_async_client)
+default_scheduler_client = LazyClient(scheduler_v1.CloudSchedulerClient,
+                                      SCHEDULER_EMULATOR_HOST_ENV, emulator_scheduler_client)
+default_scheduler_async_client = LazyAsyncClient(
+    scheduler_v1.CloudSchedulerAsyncClient, SCHEDULER_EMULATOR_HOST_ENV,
+    emulator_scheduler_async_client,
+)
 
 
 _DEFAULTS = {
