@@ -56,6 +56,10 @@ from fastapi_cloud_tasks.emulator.http2 import (
     RST_STREAM,
     SETTINGS,
     WINDOW_UPDATE,
+    CANCEL,
+    ENABLE_PUSH,
+    ENHANCE_YOUR_CALM,
+    STREAM_CLOSED,
     Connection,
     Response,
     encode_headers,
@@ -212,8 +216,16 @@ class RawClient:
         raise AssertionError(f"no END_STREAM on stream {stream_id} within {limit} frames")
 
     def goaway(self) -> tuple[int, int]:
-        """The GOAWAY that must come next: (last stream id, error code); then the close."""
-        received = self.expect(GOAWAY)
+        """The GOAWAY that must come next, after any answers owed: (last stream id, error
+        code); then the close."""
+        for _ in range(10):
+            received = self.read()
+            assert received is not None, "connection closed; expected GOAWAY"
+            if received.kind == GOAWAY:
+                break
+            assert received.stream_id and received.kind in (HEADERS, DATA), received
+        else:
+            raise AssertionError("no GOAWAY within 10 frames")
         last, code = struct.unpack_from(">II", received.payload)
         return last, code
 
@@ -549,10 +561,20 @@ def test_a_smaller_header_table_setting_is_announced_in_the_next_block(
     ([frame(HEADERS, END_HEADERS | PADDED, 1, b"\x09\x82")], PROTOCOL_ERROR),
     ([frame(DATA, 0, 5, b"x")], PROTOCOL_ERROR),
     ([frame(RST_STREAM, 0, 7, u32(0x8))], PROTOCOL_ERROR),
+    ([frame(WINDOW_UPDATE, 0, 1, u32(1))], PROTOCOL_ERROR),
+    ([frame(PRIORITY, 0, 0, u32(1) + b"\x07")], PROTOCOL_ERROR),
+    ([frame(GOAWAY, 0, 1, u32(0) + u32(0))], PROTOCOL_ERROR),
+    ([frame(SETTINGS, 0, 0, struct.pack(">HI", ENABLE_PUSH, 2))], PROTOCOL_ERROR),
+    ([frame(HEADERS, END_HEADERS | PRIORITY_FLAG, 1, b"\x00\x00\x00")], FRAME_SIZE_ERROR),
+    ([frame(RST_STREAM, 0, 1, b"\x00\x00\x00\x08\x00")], PROTOCOL_ERROR),  # idle first
+    ([frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x82\x86\x84"),
+      frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x82\x86\x84")], STREAM_CLOSED),
 ], ids=["headers-on-0", "even-stream", "data-on-0", "lone-continuation",
         "interrupted-header-block", "bad-hpack", "oversized-frame", "short-ping",
         "zero-window-update", "window-overflow", "partial-setting", "window-setting-too-big",
-        "push-promise", "padding-overrun", "data-on-idle-stream", "reset-of-idle-stream"])
+        "push-promise", "padding-overrun", "data-on-idle-stream", "reset-of-idle-stream",
+        "window-update-on-idle-stream", "priority-on-0", "goaway-on-a-stream", "enable-push-2",
+        "priority-headers-too-short", "reset-too-long-on-idle", "headers-on-closed-stream"])
 def test_a_protocol_error_is_a_goaway_and_a_close_and_the_server_serves_on(
     connect: Connect, raw: RawClient, queue: str, frames: list[bytes], code: int,
 ) -> None:
@@ -561,6 +583,146 @@ def test_a_protocol_error_is_a_goaway_and_a_close_and_the_server_serves_on(
     assert raw.goaway()[1] == code
     assert raw.closed()
     assert_serving(connect, queue)
+
+
+def open_half_closed(connect: Connect, queue: str) -> RawClient:
+    """A connection whose stream 1 is half-closed (remote): the request whole, the answer
+    held back by a stream window of 0."""
+    raw = connect({INITIAL_WINDOW_SIZE: 0})
+    assert held_back_call(raw, 1, queue) == b""
+    return raw
+
+
+def expect_reset(raw: RawClient, stream_id: int, code: int) -> None:
+    """The next frame of `stream_id` is RST_STREAM with `code`; the connection serves on."""
+    for _ in range(10):
+        received = raw.read()
+        assert received is not None, "the connection closed; expected RST_STREAM"
+        if received.stream_id == stream_id:
+            assert (received.kind, received.payload) == (RST_STREAM, u32(code)), received
+            break
+    else:
+        raise AssertionError(f"no RST_STREAM on stream {stream_id}")
+    raw.send(frame(PING, 0, 0, b"still-on"))
+    assert raw.expect(PING, flags=ACK).payload == b"still-on"
+
+
+@pytest.mark.parametrize(("extra", "code"), [
+    (frame(DATA, END_STREAM, 1, b"late"), STREAM_CLOSED),
+    (frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x82\x86\x84"), STREAM_CLOSED),
+    (frame(PRIORITY, 0, 1, u32(1) + b"\x07"), PROTOCOL_ERROR),  # depends on itself
+    (frame(PRIORITY, 0, 1, u32(0)), FRAME_SIZE_ERROR),  # 4 bytes, not 5
+], ids=["data", "headers", "self-dependency", "short-priority"])
+def test_frames_a_half_closed_stream_may_not_get_are_stream_errors(
+    connect: Connect, queue: str, extra: bytes, code: int,
+) -> None:
+    """RFC 9113 §5.1, half-closed (remote): only WINDOW_UPDATE, PRIORITY and RST_STREAM may
+    come, and a PRIORITY must be well formed (§6.3, §5.3.1): anything else resets the stream."""
+    raw = open_half_closed(connect, queue)
+
+    raw.send(extra)
+
+    expect_reset(raw, 1, code)
+    raw.send(frame(SETTINGS, 0, 0, struct.pack(">HI", INITIAL_WINDOW_SIZE, 65_535)))
+    raw.call(3, GET_QUEUE, get_queue(queue))
+    assert raw.answer(3).status == 0
+
+
+def test_data_on_a_stream_closed_by_its_answer_or_by_the_client_is_stream_closed(
+    raw: RawClient, queue: str,
+) -> None:
+    raw.call(1, GET_QUEUE, get_queue(queue))
+    assert raw.answer(1).status == 0
+    raw.send(frame(DATA, END_STREAM, 1, b"late"))
+    expect_reset(raw, 1, STREAM_CLOSED)
+
+    raw.send(frame(HEADERS, END_HEADERS, 3, raw.headers_block(GET_QUEUE)),
+             frame(RST_STREAM, 0, 3, u32(CANCEL)), frame(DATA, END_STREAM, 3, b"late"))
+    expect_reset(raw, 3, STREAM_CLOSED)
+
+
+def test_data_past_our_own_reset_is_ignored(raw: RawClient, queue: str) -> None:
+    """A stream we reset may still have DATA in flight: that is no error (RFC 9113 §5.1)."""
+    raw.send(header_frames(1, raw.headers_block(GET_QUEUE, **{
+        "x-padding": "a" * raw.server_settings[MAX_HEADER_LIST_SIZE]})))
+    assert raw.answer(1).status == 8
+    raw.expect(RST_STREAM)
+
+    raw.send(frame(DATA, 0, 1, b"in flight"), frame(DATA, END_STREAM, 1, b"too"))
+
+    assert raw.quiet()
+
+
+def test_a_headers_frame_depending_on_itself_is_reset_and_its_block_still_decoded(
+    raw: RawClient, queue: str,
+) -> None:
+    block = raw.headers_block(GET_QUEUE, **{"x-indexed": "kept in the table"})
+    raw.send(frame(HEADERS, END_HEADERS | PRIORITY_FLAG, 1, u32(1) + b"\x10" + block))
+
+    expect_reset(raw, 1, PROTOCOL_ERROR)
+    raw.call(3, GET_QUEUE, get_queue(queue), **{"x-indexed": "kept in the table"})
+    assert raw.answer(3).status == 0  # the table saw the first block's entries
+
+
+MALFORMED = {  # RFC 9113 §8.2-8.3, each as h2spec sends it
+    "uppercase-name": [("x-Test", "1")],
+    "unknown-pseudo": [(":foo", "bar")],
+    "response-pseudo": [(":status", "200")],
+    "connection-field": [("connection", "keep-alive")],
+    "te-not-trailers": [("te", "trailers, deflate")],
+    "bad-content-length": [("content-length", "1e3")],
+    "nul-in-value": [("x-test", "a\x00b")],
+}
+MISSING = [":method", ":scheme", ":path"]
+
+
+def request_fields(*, drop: str = "", twice: str = "", path: str = GET_QUEUE,
+                   extra: list[tuple[str, str]] | None = None,
+                   pseudo_last: bool = False) -> list[tuple[str, str]]:
+    pseudo = [(":method", "POST"), (":scheme", "http"), (":path", path),
+              (":authority", "emulator")]
+    pseudo = [field for field in pseudo if field[0] != drop]
+    pseudo += [field for field in pseudo if field[0] == twice]
+    regular = [("content-type", "application/grpc"), *(extra or [])]
+    return regular + pseudo if pseudo_last else pseudo + regular
+
+
+@pytest.mark.parametrize("fields", [
+    *(request_fields(extra=extra) for extra in MALFORMED.values()),
+    *(request_fields(drop=name) for name in MISSING),
+    *(request_fields(twice=name) for name in MISSING),
+    request_fields(path=""),
+    request_fields(pseudo_last=True),
+], ids=[*MALFORMED, *(f"no{name}" for name in MISSING), *(f"twice{name}" for name in MISSING),
+        "empty-path", "pseudo-after-regular"])
+def test_a_malformed_request_is_reset_and_never_answered(
+    raw: RawClient, queue: str, fields: list[tuple[str, str]],
+) -> None:
+    raw.send(frame(HEADERS, END_HEADERS, 1, raw.encoder.encode(fields)),
+             frame(DATA, END_STREAM, 1, get_queue(queue)))
+
+    expect_reset(raw, 1, PROTOCOL_ERROR)
+    assert raw.quiet()  # no answer, not even to the DATA after the reset
+    raw.call(3, GET_QUEUE, get_queue(queue))
+    assert raw.answer(3).status == 0
+
+
+@pytest.mark.parametrize("pieces", [[b"abc"], [b"ab", b"c"], [b"ab", b"c", b"de"], []],
+                         ids=["short", "short-in-two", "long", "none-but-declared"])
+def test_a_body_other_than_its_content_length_is_malformed(
+    raw: RawClient, queue: str, pieces: list[bytes],
+) -> None:
+    block = raw.encoder.encode(request_fields(extra=[("content-length", "4")]))
+    if pieces:
+        data = [frame(DATA, END_STREAM if i == len(pieces) - 1 else 0, 1, piece)
+                for i, piece in enumerate(pieces)]
+        raw.send(frame(HEADERS, END_HEADERS, 1, block), *data)
+    else:
+        raw.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block))
+
+    expect_reset(raw, 1, PROTOCOL_ERROR)
+    raw.call(3, GET_QUEUE, get_queue(queue))
+    assert raw.answer(3).status == 0
 
 
 def test_not_http2_at_all_is_closed_and_the_server_serves_on(
