@@ -8,7 +8,12 @@ from fastapi_cloud_tasks.auth import (
 )
 from fastapi_cloud_tasks.clients import ClientOverride, override_clients
 from fastapi_cloud_tasks.decorators import task_default_options
-from fastapi_cloud_tasks.delayed_route import DelayedRouteBuilder, DelayedTask, TaskDelayer
+from fastapi_cloud_tasks.delayed_route import (
+    DelayedRouteBuilder,
+    DelayedTask,
+    TaskDelayer,
+    delayed_task,
+)
 from fastapi_cloud_tasks.dependencies import CloudSchedulerHeaders, CloudTasksHeaders, max_retries
 from fastapi_cloud_tasks.exceptions import (
     ArgumentProblem,
@@ -34,7 +39,13 @@ from fastapi_cloud_tasks.hooks import (
     oidc_scheduled_hook,
     oidc_task_hook,
 )
-from fastapi_cloud_tasks.scheduled_route import ScheduledJob, ScheduledRouteBuilder, ScheduledTask
+from fastapi_cloud_tasks.options import TaskOptionArgs
+from fastapi_cloud_tasks.scheduled_route import (
+    ScheduledJob,
+    ScheduledRouteBuilder,
+    ScheduledTask,
+    scheduled_task,
+)
 from fastapi_cloud_tasks.utils import (
     emulator_async_client,
     emulator_client,
@@ -54,6 +65,9 @@ __all__ = [
     "ScheduledRouteBuilder",
     "ScheduledTask",
     "TaskDelayer",
+    "TaskOptionArgs",
+    "delayed_task",
+    "scheduled_task",
     "task_default_options",
     # Hooks
     "chained_hook",

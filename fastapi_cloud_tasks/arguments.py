@@ -553,7 +553,7 @@ def keyword_arguments(
                         "parameters; pass it by keyword", value)
         for i, value in enumerate(args[len(names):], start=len(names))
     ]
-    named = dict(zip(names, args))
+    named = dict(zip(names, args, strict=False))
     problems.extend(
         ArgumentProblem("unknown", name, "", "given both by position and by keyword", kwargs[name])
         for name in named if name in kwargs

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi_cloud_tasks.delayed_route import DEFAULT_OPTIONS_ATTR
+from fastapi_cloud_tasks.delayed_route import DEFAULT_OPTIONS_ATTR, DelayedTask
 from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError
 from fastapi_cloud_tasks.options import TaskOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from fastapi_cloud_tasks.options import TaskOptionArgs
 
 __all__ = ["task_default_options"]
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
-def task_default_options(**options: Any) -> Callable[[Endpoint], Endpoint]:
+def task_default_options(**options: Unpack[TaskOptionArgs]) -> Callable[[Endpoint], Endpoint]:
     """Default options for one endpoint's tasks (any `.options()` keyword).
 
     Builder settings < these defaults < `.options(...)`. Works above or below the route
@@ -27,12 +32,14 @@ def task_default_options(**options: Any) -> Callable[[Endpoint], Endpoint]:
             f"the options are {', '.join(sorted(TaskOptions.names()))}."
         )
 
-    def decorate(endpoint: Endpoint) -> Endpoint:
+    def decorate(decorated: Endpoint) -> Endpoint:
+        # Above @delayed_task it receives the DelayedTask: the defaults belong to its endpoint.
+        endpoint = decorated.endpoint if isinstance(decorated, DelayedTask) else decorated
         merged = {**getattr(endpoint, DEFAULT_OPTIONS_ATTR, {}), **options}
         setattr(endpoint, DEFAULT_OPTIONS_ATTR, merged)
         task = getattr(endpoint, "_delayed_task", None)
         if task is not None:  # applied above the route decorator: drop the cached defaults
             task.__dict__.pop("default_options", None)
-        return endpoint
+        return decorated
 
     return decorate

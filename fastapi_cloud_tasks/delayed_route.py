@@ -5,15 +5,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 import anyio.to_thread
 from fastapi.routing import APIRoute
 from google.cloud import tasks_v2
 
 from fastapi_cloud_tasks import clients
-from fastapi_cloud_tasks.arguments import EndpointSignature, HttpCall, supplied_by
-from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError
+from fastapi_cloud_tasks.arguments import (
+    EndpointSignature,
+    HttpCall,
+    keyword_arguments,
+    supplied_by,
+)
+from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError, UnsupportedRouteError
 from fastapi_cloud_tasks.options import (
     DelayedHook,
     TaskOptions,
@@ -23,7 +28,17 @@ from fastapi_cloud_tasks.options import (
 from fastapi_cloud_tasks.queues import ensure_queue, ensure_queue_async, ensured_queues
 from fastapi_cloud_tasks.registry import EndpointRegistry
 
-__all__ = ["DelayedRouteBuilder", "DelayedTask", "TaskDelayer", "build_task_request"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from fastapi_cloud_tasks.options import TaskOptionArgs
+
+__all__ = [
+    "DelayedRouteBuilder", "DelayedTask", "TaskDelayer", "build_task_request", "delayed_task",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DEFAULT_OPTIONS_ATTR = "__cloud_tasks_default_options__"
 MAX_TASK_BYTES = 1024 * 1024
@@ -32,7 +47,7 @@ _CREATE_TASK_PB = tasks_v2.CreateTaskRequest.pb()
 _METHODS = {name: int(value) for name, value in tasks_v2.HttpMethod.__members__.items()}
 
 # Every task endpoint built in this process, so a test harness can map a URL back to its code.
-task_endpoints: EndpointRegistry[DelayedTask] = EndpointRegistry()
+task_endpoints: EndpointRegistry[DelayedTask[Any, Any]] = EndpointRegistry()
 
 
 supplied_by_cloud_tasks = supplied_by("x-cloudtasks-")
@@ -59,8 +74,7 @@ def build_task_request(
     if options.dispatch_deadline is not None:
         message.task.dispatch_deadline.FromTimedelta(options.dispatch_deadline)
     request: tasks_v2.CreateTaskRequest = tasks_v2.CreateTaskRequest.wrap(message)
-    if options.pre_create_hook is not None:
-        request = options.pre_create_hook(request)
+    request = options.run_hook(request)
     # Checked after the hook, which may have changed the task.
     task = tasks_v2.CreateTaskRequest.pb(request).task
     if len(task.http_request.url) > MAX_URL_LENGTH:
@@ -78,21 +92,25 @@ def build_task_request(
     return request
 
 
-class TaskDelayer:
-    """An endpoint with its options fixed: `.delay()` / `.adelay()` enqueue it."""
+class TaskDelayer(Generic[P]):
+    """An endpoint with its options fixed: `.delay()` / `.adelay()` enqueue it.
 
-    def __init__(self, task: DelayedTask, options: TaskOptions) -> None:
+    Typed by the endpoint's parameters `P`, so a type checker checks the arguments too.
+    """
+
+    def __init__(self, task: DelayedTask[P, Any], options: TaskOptions) -> None:
         self.task = task
         self.options = options
 
-    def build_request(self, **kwargs: Any) -> tasks_v2.CreateTaskRequest:
-        """Validate `kwargs` and build the request `.delay(**kwargs)` would send."""
-        call = self.task.signature.bind(kwargs)
+    def build_request(self, *args: P.args, **kwargs: P.kwargs) -> tasks_v2.CreateTaskRequest:
+        """Validate the arguments and build the request `.delay(...)` would send."""
+        call = self.task.signature.bind(keyword_arguments(self.task.signature, args, kwargs))
         return build_task_request(call, self.options, datetime.now(timezone.utc))
 
-    def delay(self, **kwargs: Any) -> tasks_v2.Task:
-        """Enqueue the endpoint with these arguments; returns the created task."""
-        request = self.build_request(**kwargs)
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> tasks_v2.Task:
+        """Enqueue the endpoint with these arguments; returns the task as Cloud Tasks created
+        it (its `name` identifies it)."""
+        request = self.build_request(*args, **kwargs)
         client = clients.sync_client("tasks", self.options.client)
         if client is None:
             raise InvalidTaskOptionError(
@@ -102,10 +120,10 @@ class TaskDelayer:
             )
         return self._send(client, request)
 
-    async def adelay(self, **kwargs: Any) -> tasks_v2.Task:
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> tasks_v2.Task:
         """Enqueue without blocking the event loop (an asyncio client, or a sync one in a
         worker thread)."""
-        request = self.build_request(**kwargs)
+        request = self.build_request(*args, **kwargs)
         override = clients.current_override()
         client: Any = override.tasks_async if override else None
         if client is None:
@@ -135,35 +153,73 @@ class TaskDelayer:
         return task
 
 
-class DelayedTask:
-    """The task side of one endpoint: what `endpoint.delay`, `.adelay` and `.options` call."""
+class DelayedTask(Generic[P, R]):
+    """The task side of one endpoint: `.delay()`, `.adelay()` and `.options()`, typed by the
+    endpoint's parameters `P`; calling it calls the endpoint. `delayed_task(endpoint)` gets
+    it."""
 
     def __init__(self, route: APIRoute, builder_options: TaskOptions) -> None:
         self.route = route
-        self.endpoint = route.endpoint
+        self.endpoint: Callable[P, R] = route.endpoint
         self.signature = EndpointSignature(route, is_supplied=supplied_by_cloud_tasks)
         self._builder_options = builder_options
+        self.__wrapped__ = self.endpoint
+        self.__name__ = getattr(self.endpoint, "__name__", "endpoint")
+        self.__qualname__ = getattr(self.endpoint, "__qualname__", self.__name__)
+        self.__doc__ = self.endpoint.__doc__
 
     @functools.cached_property
     def default_options(self) -> TaskOptions:
         """Builder options with the endpoint's `@task_default_options` applied."""
         return self._builder_options.merged(getattr(self.endpoint, DEFAULT_OPTIONS_ATTR, {}))
 
-    def options(self, **options: Any) -> TaskDelayer:
+    def options(self, **options: Unpack[TaskOptionArgs]) -> TaskDelayer[P]:
         """Override any option (countdown, schedule_time, task_id, dispatch_deadline, or a
         builder setting) for the next `.delay()` / `.adelay()`."""
         return TaskDelayer(self, self.default_options.merged(options))
 
-    def delay(self, **kwargs: Any) -> tasks_v2.Task:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> tasks_v2.Task:
         """Enqueue the endpoint with these arguments; returns the created task."""
-        return TaskDelayer(self, self.default_options).delay(**kwargs)
+        return TaskDelayer(self, self.default_options).delay(*args, **kwargs)
 
-    async def adelay(self, **kwargs: Any) -> tasks_v2.Task:
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> tasks_v2.Task:
         """Enqueue the endpoint through an asyncio client; returns the created task."""
-        return await TaskDelayer(self, self.default_options).adelay(**kwargs)
+        return await TaskDelayer(self, self.default_options).adelay(*args, **kwargs)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the endpoint itself (as FastAPI would, without the HTTP layer)."""
+        return self.endpoint(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<DelayedTask {self.signature.label}>"
+
+
+def delayed_task(endpoint: Callable[P, R]) -> DelayedTask[P, R]:
+    """The typed task of an endpoint declared on a `DelayedRouteBuilder` router.
+
+    Use it as a decorator above the route decorator, so the endpoint's name is the task and
+    `.delay()` is checked by mypy and pyright against the endpoint's parameters::
+
+        @delayed_task
+        @tasks.post("/{restaurant}/make_dinner")
+        async def make_dinner(restaurant: str, recipe: Recipe) -> None: ...
+
+        make_dinner.delay(restaurant="Taj", recipe=Recipe(ingredients=["Dal"]))
+
+    or call it where the task is sent: `delayed_task(make_dinner).delay(...)`. Parameters
+    FastAPI fills in (dependencies, `X-CloudTasks-*` headers) are never passed: give them a default
+    (`ct: CloudTasksHeaders = Depends()`) so the type checker does not ask for them.
+    """
+    if isinstance(endpoint, DelayedTask):
+        return cast("DelayedTask[P, R]", endpoint)
+    task = getattr(endpoint, "_delayed_task", None)
+    if not isinstance(task, DelayedTask):
+        raise UnsupportedRouteError(
+            f"delayed_task({getattr(endpoint, '__qualname__', endpoint)!r}): not an endpoint of a "
+            "router whose route_class is a DelayedRouteBuilder(...). Declare the route on such "
+            "a router, and put @delayed_task above the route decorator, not below it."
+        )
+    return cast("DelayedTask[P, R]", task)
 
 
 def DelayedRouteBuilder(  # a class factory, named like the class it returns
@@ -199,7 +255,7 @@ def DelayedRouteBuilder(  # a class factory, named like the class it returns
             # FastAPI < 0.137 rebuilds routes in include_router with the outer prefix: the
             # task keeps the route it was first declared with, as newer FastAPI does.
             if getattr(endpoint, "_delayed_task", None) is None:
-                task = DelayedTask(self, builder_options)
+                task: DelayedTask[Any, Any] = DelayedTask(self, builder_options)
                 _attach(endpoint, _delayed_task=task, delay=task.delay, adelay=task.adelay,
                         options=task.options)
                 task_endpoints.add(task)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from fastapi.routing import APIRoute
 from google.api_core import exceptions
@@ -13,13 +13,26 @@ from google.cloud import scheduler_v1
 from google.protobuf import field_mask_pb2
 
 from fastapi_cloud_tasks import clients
-from fastapi_cloud_tasks.arguments import EndpointSignature, supplied_by
-from fastapi_cloud_tasks.exceptions import InvalidScheduleError, InvalidTaskOptionError
-from fastapi_cloud_tasks.options import as_duration, check_base_url, positive_seconds
+from fastapi_cloud_tasks.arguments import EndpointSignature, keyword_arguments, supplied_by
+from fastapi_cloud_tasks.exceptions import (
+    InvalidScheduleError,
+    InvalidTaskOptionError,
+    UnsupportedRouteError,
+)
+from fastapi_cloud_tasks.options import as_duration, check_base_url, positive_seconds, run_hook
 from fastapi_cloud_tasks.registry import EndpointRegistry
-from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone, complete_retry_config
+from fastapi_cloud_tasks.schedules import (
+    check_description,
+    check_job,
+    check_schedule,
+    check_time_zone,
+    complete_retry_config,
+)
 
-__all__ = ["ScheduledJob", "ScheduledRouteBuilder", "ScheduledTask"]
+__all__ = ["ScheduledJob", "ScheduledRouteBuilder", "ScheduledTask", "scheduled_task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ScheduledHook = Callable[[scheduler_v1.CreateJobRequest], scheduler_v1.CreateJobRequest]
 
@@ -28,7 +41,7 @@ LOCATION_PATH = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+$")
 ATTEMPT_DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 DEFAULT_ATTEMPT_DEADLINE = timedelta(seconds=180)
 # Every scheduled endpoint built in this process, so a test harness can map a URL to its code.
-job_endpoints: EndpointRegistry[ScheduledTask] = EndpointRegistry()
+job_endpoints: EndpointRegistry[ScheduledTask[Any, Any]] = EndpointRegistry()
 # The fields `.schedule()` owns; an update rewrites exactly these.
 MANAGED_FIELDS = ("http_target", "schedule", "time_zone", "description", "retry_config",
                   "attempt_deadline")
@@ -74,12 +87,15 @@ def _comparable(job: scheduler_v1.Job) -> scheduler_v1.Job:
     )
 
 
-class ScheduledJob:
-    """One Cloud Scheduler job for an endpoint; `.schedule()` makes it exist as configured."""
+class ScheduledJob(Generic[P]):
+    """One Cloud Scheduler job for an endpoint; `.schedule()` makes it exist as configured.
+
+    Typed by the endpoint's parameters `P`, like `DelayedTask.delay()`.
+    """
 
     def __init__(
         self,
-        task: ScheduledTask,
+        task: ScheduledTask[P, Any],
         *,
         name: str,
         schedule: str,
@@ -111,9 +127,9 @@ class ScheduledJob:
             raise InvalidScheduleError(str(exc)) from None
         self.force = force
 
-    def build_request(self, **kwargs: Any) -> scheduler_v1.CreateJobRequest:
-        """Validate `kwargs` and build the CreateJobRequest for this job (pure)."""
-        call = self.task.signature.bind(kwargs)
+    def build_request(self, *args: P.args, **kwargs: P.kwargs) -> scheduler_v1.CreateJobRequest:
+        """Validate the arguments and build the CreateJobRequest for this job (pure)."""
+        call = self.task.signature.bind(keyword_arguments(self.task.signature, args, kwargs))
         job = scheduler_v1.Job(
             name=self.job_name,
             http_target=scheduler_v1.HttpTarget(
@@ -124,19 +140,21 @@ class ScheduledJob:
             ),
             schedule=self.schedule_expression,
             time_zone=self.time_zone,
-            description=self.description,
+            description=check_description(self.description),
             retry_config=self.retry_config,
             attempt_deadline=self.attempt_deadline,
         )
         request = scheduler_v1.CreateJobRequest(parent=self.task.location_path, job=job)
         if self.task.pre_create_hook is not None:
-            request = self.task.pre_create_hook(request)
+            request = run_hook(self.task.pre_create_hook, request)
+        check_job(request.job)  # after the hook, which may have changed the job
         return request
 
-    def schedule(self, **kwargs: Any) -> scheduler_v1.Job:
+    def schedule(self, *args: P.args, **kwargs: P.kwargs) -> scheduler_v1.Job:
         """Create the job, or update it if it differs (keeping its state), or leave it alone
-        if it is already as configured. With `force=True` it is always rewritten."""
-        request = self.build_request(**kwargs)
+        if it is already as configured. With `force=True` it is always rewritten. The
+        arguments are the endpoint's, sent with every run."""
+        request = self.build_request(*args, **kwargs)
         client = self._client()
         timeout = self.task.job_create_timeout
         try:
@@ -174,12 +192,17 @@ class ScheduledJob:
         return client
 
 
-class ScheduledTask:
-    """The scheduler side of one endpoint: what `endpoint.scheduler(...)` calls."""
+class ScheduledTask(Generic[P, R]):
+    """The scheduler side of one endpoint: `.scheduler(...)`, typed by the endpoint's
+    parameters `P`; calling it calls the endpoint. Get it with `scheduled_task(endpoint)`."""
 
     def __init__(self, route: APIRoute, settings: Mapping[str, Any]) -> None:
         self.route = route
-        self.endpoint = route.endpoint
+        self.endpoint: Callable[P, R] = route.endpoint
+        self.__wrapped__ = self.endpoint
+        self.__name__ = getattr(self.endpoint, "__name__", "endpoint")
+        self.__qualname__ = getattr(self.endpoint, "__qualname__", self.__name__)
+        self.__doc__ = self.endpoint.__doc__
         self.signature = EndpointSignature(route, is_supplied=supplied_by_cloud_scheduler)
         self.base_url: str = settings["base_url"]
         self.location_path: str = settings["location_path"]
@@ -197,7 +220,7 @@ class ScheduledTask:
         description: str | None = None,
         attempt_deadline: timedelta | float | None = None,
         force: bool = False,
-    ) -> ScheduledJob:
+    ) -> ScheduledJob[P]:
         """Describe a job; the schedule and time zone are checked now, nothing is sent until
         `.schedule(**endpoint_arguments)`."""
         return ScheduledJob(
@@ -205,8 +228,28 @@ class ScheduledTask:
             description=description, attempt_deadline=attempt_deadline, force=force,
         )
 
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the endpoint itself (as FastAPI would, without the HTTP layer)."""
+        return self.endpoint(*args, **kwargs)
+
     def __repr__(self) -> str:
         return f"<ScheduledTask {self.signature.label}>"
+
+
+def scheduled_task(endpoint: Callable[P, R]) -> ScheduledTask[P, R]:
+    """The typed scheduler side of an endpoint declared on a `ScheduledRouteBuilder` router:
+    as a decorator above the route decorator, or called as `scheduled_task(home_cook)`; see
+    `delayed_task()`. `.scheduler(...).schedule(...)` is then checked against the endpoint."""
+    if isinstance(endpoint, ScheduledTask):
+        return cast("ScheduledTask[P, R]", endpoint)
+    task = getattr(endpoint, "_scheduled_task", None)
+    if not isinstance(task, ScheduledTask):
+        raise UnsupportedRouteError(
+            f"scheduled_task({getattr(endpoint, '__qualname__', endpoint)!r}): not an endpoint "
+            "of a router whose route_class is a ScheduledRouteBuilder(...). Declare the route on "
+            "such a router, and put @scheduled_task above the route decorator, not below it."
+        )
+    return cast("ScheduledTask[P, R]", task)
 
 
 def ScheduledRouteBuilder(  # a class factory, named like the class it returns
@@ -239,7 +282,7 @@ def ScheduledRouteBuilder(  # a class factory, named like the class it returns
             super().__init__(path, endpoint, **kwargs)
             # As for tasks: keep the route the endpoint was first declared with.
             if getattr(endpoint, "_scheduled_task", None) is None:
-                task = ScheduledTask(self, settings)
+                task: ScheduledTask[Any, Any] = ScheduledTask(self, settings)
                 endpoint._scheduled_task = task  # type: ignore[attr-defined]
                 endpoint.scheduler = task.scheduler  # type: ignore[attr-defined]
                 job_endpoints.add(task)

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.delayed_route import DelayedTask
 from pytest_cloudtasks.captured import CapturedTask
 from pytest_cloudtasks.harness import Attempt, Harness
 
@@ -118,6 +119,8 @@ class CloudTasksQueue(Timeline):
         """Assert `endpoint` was enqueued (at any time in this test) with these arguments
         (a subset of its parameters); returns the matching task."""
         __tracebackhide__ = True
+        if isinstance(endpoint, DelayedTask):  # `@delayed_task` made the endpoint's name the task
+            endpoint = endpoint.endpoint
         for task in self.created:
             if task.endpoint is not endpoint:
                 continue

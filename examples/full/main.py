@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from google.api_core.exceptions import AlreadyExists
@@ -22,12 +22,12 @@ from fastapi_cloud_tasks import (
     CloudTasksHeaders,
     DelayedRouteBuilder,
     ScheduledRouteBuilder,
-    emulator_client,
-    emulator_scheduler_client,
+    delayed_task,
     location_path,
     max_retries,
     oidc_delayed_hook,
     queue_path,
+    scheduled_task,
     task_default_options,
     verify_cloud_tasks_token,
 )
@@ -37,19 +37,18 @@ logger = logging.getLogger("examples.full")
 PROJECT = os.environ.get("GCP_PROJECT", "gcp-project-id")
 LOCATION = os.environ.get("GCP_LOCATION", "asia-south1")
 WORKER_URL = os.environ.get("WORKER_URL", "http://localhost:8000")
-EMULATOR = os.environ.get("CLOUD_TASKS_EMULATOR")  # e.g. "localhost:8123"
+# No client= below: with CLOUD_TASKS_EMULATOR_HOST / CLOUD_SCHEDULER_EMULATOR_HOST set (e.g.
+# "localhost:8123") tasks and jobs go to the emulator, otherwise to Google Cloud.
 SERVICE_ACCOUNT = f"fastapi-cloud-tasks@{PROJECT}.iam.gserviceaccount.com"
 # Where the worker gets the keys ID tokens are signed with: Google's, or the emulator's.
 CERTS_URL = os.environ.get("OIDC_CERTS_URL", GOOGLE_CERTS_URL)
 
 DelayedRoute = DelayedRouteBuilder(
-    client=emulator_client(EMULATOR) if EMULATOR else None,
     base_url=WORKER_URL,
     queue_path=queue_path(PROJECT, LOCATION, "test-queue"),
 )
 # Tasks for a worker that checks Google-signed ID tokens (Cloud Run with IAM, or your own).
 AuthenticatedRoute = DelayedRouteBuilder(
-    client=emulator_client(EMULATOR) if EMULATOR else None,
     base_url=WORKER_URL,
     queue_path=queue_path(PROJECT, LOCATION, "secure-queue"),
     pre_create_hook=oidc_delayed_hook(
@@ -57,7 +56,6 @@ AuthenticatedRoute = DelayedRouteBuilder(
     ),
 )
 ScheduledRoute = ScheduledRouteBuilder(
-    client=emulator_scheduler_client(EMULATOR) if EMULATOR else None,
     base_url=WORKER_URL,
     location_path=location_path(PROJECT, LOCATION),
 )
@@ -80,20 +78,26 @@ class Recipe(BaseModel):
     ingredients: list[str]
 
 
+# @delayed_task makes each name the endpoint's typed task: mypy and pyright check `.delay()`
+# against the endpoint's parameters. What FastAPI fills in (here `ct`) takes a default, so a
+# type checker does not ask the caller for it.
+@delayed_task
 @tasks.post("/hello")
-async def hello(p: Payload, ct: Annotated[CloudTasksHeaders, Depends()]) -> None:
+async def hello(p: Payload, ct: CloudTasksHeaders = Depends()) -> None:
     logger.warning("hello ran: %r (task %s, attempt %d)", p.message, ct.task_name,
                    ct.retry_count + 1)
 
 
+@delayed_task
 @tasks.post("/{restaurant}/make_dinner")
 @task_default_options(countdown=1800)  # dinner is always cooked 30 minutes later
 async def make_dinner(restaurant: str, recipe: Recipe) -> None:
     logger.warning("make_dinner ran at %s with %s", restaurant, ", ".join(recipe.ingredients))
 
 
+@delayed_task
 @tasks.post("/fail_twice", dependencies=[Depends(max_retries(5))])
-async def fail_twice(ct: Annotated[CloudTasksHeaders, Depends()]) -> None:
+async def fail_twice(ct: CloudTasksHeaders = Depends()) -> None:
     if ct.retry_count < 2:
         logger.warning("fail_twice failing on attempt %d", ct.retry_count + 1)
         raise HTTPException(status_code=503, detail="not yet")
@@ -101,16 +105,16 @@ async def fail_twice(ct: Annotated[CloudTasksHeaders, Depends()]) -> None:
                    ct.retry_count + 1, ct.previous_response)
 
 
+@delayed_task
 @secure_tasks.post("/audit")
-async def audit(
-    event: str, claims: Annotated[dict[str, Any], Depends(verify_worker_token)]
-) -> None:
+async def audit(event: str, claims: dict[str, Any] = Depends(verify_worker_token)) -> None:
     # The router already verified the token; FastAPI hands this endpoint the same result.
     logger.warning("audit ran for %r, called by %s", event, claims["email"])
 
 
+@scheduled_task
 @scheduled.post("/home_cook")
-async def home_cook(recipe: Recipe, job: Annotated[CloudSchedulerHeaders, Depends()]) -> None:
+async def home_cook(recipe: Recipe, job: CloudSchedulerHeaders = Depends()) -> None:
     logger.warning("home_cook (%s) ran for the %s occurrence: %s", job.job_name,
                    job.schedule_time.isoformat() if job.schedule_time else "manual",
                    ", ".join(recipe.ingredients))

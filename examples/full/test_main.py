@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from examples.full.main import Payload, Recipe, app, audit, fail_twice, hello, make_dinner
+from pytest_cloudtasks import CloudTasksQueue, CloudTasksScheduler
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def client() -> TestClient:
     return TestClient(app)
 
 
-def test_hello_is_delivered_with_cloud_tasks_headers(cloudtasks_queue):
+def test_hello_is_delivered_with_cloud_tasks_headers(cloudtasks_queue: CloudTasksQueue) -> None:
     hello.delay(p=Payload(message="hi"))
 
     [attempt] = cloudtasks_queue.run_until_empty()
@@ -25,7 +26,9 @@ def test_hello_is_delivered_with_cloud_tasks_headers(cloudtasks_queue):
     assert attempt.request_headers["User-Agent"] == "Google-Cloud-Tasks"
 
 
-def test_dinner_waits_for_its_default_countdown(cloudtasks_queue, client):
+def test_dinner_waits_for_its_default_countdown(
+    cloudtasks_queue: CloudTasksQueue, client: TestClient
+) -> None:
     client.post("/trigger/dinner")
     task = cloudtasks_queue.assert_enqueued(make_dinner, restaurant="Taj")
     assert task.arguments["recipe"] == Recipe(ingredients=["Pav", "Bhaji"])
@@ -35,13 +38,15 @@ def test_dinner_waits_for_its_default_countdown(cloudtasks_queue, client):
     assert attempt.status_code == 200
 
 
-def test_an_order_is_queued_once(cloudtasks_queue, client):
+def test_an_order_is_queued_once(
+    cloudtasks_queue: CloudTasksQueue, client: TestClient
+) -> None:
     assert client.post("/trigger/order/7").status_code == 200
     assert client.post("/trigger/order/7").status_code == 409
     assert len(cloudtasks_queue) == 1
 
 
-def test_flaky_task_succeeds_on_its_third_attempt(cloudtasks_queue):
+def test_flaky_task_succeeds_on_its_third_attempt(cloudtasks_queue: CloudTasksQueue) -> None:
     fail_twice.delay()
 
     attempts = cloudtasks_queue.run_until_empty()
@@ -52,7 +57,7 @@ def test_flaky_task_succeeds_on_its_third_attempt(cloudtasks_queue):
     assert attempts[1].dispatch_time - attempts[0].dispatch_time == timedelta(seconds=0.1)
 
 
-def test_audit_task_carries_an_id_token(cloudtasks_queue):
+def test_audit_task_carries_an_id_token(cloudtasks_queue: CloudTasksQueue) -> None:
     audit.delay(event="login")
 
     [attempt] = cloudtasks_queue.run_until_empty()
@@ -62,7 +67,9 @@ def test_audit_task_carries_an_id_token(cloudtasks_queue):
 
 
 @pytest.mark.cloudtasks(start="2026-03-07T12:00:00+00:00")
-def test_breakfast_runs_every_morning_at_seven_in_kolkata(cloudtasks_scheduler, client):
+def test_breakfast_runs_every_morning_at_seven_in_kolkata(
+    cloudtasks_scheduler: CloudTasksScheduler, client: TestClient
+) -> None:
     client.post("/schedule")
 
     runs = cloudtasks_scheduler.advance(days=2)

@@ -1,7 +1,8 @@
 """The smallest app: one task, triggered from a request.
 
-Locally it talks to the emulator (`python -m fastapi_cloud_tasks.emulator`); on Google Cloud,
-unset CLOUD_TASKS_EMULATOR and it uses your credentials.
+Locally it talks to the emulator (`python -m fastapi_cloud_tasks.emulator`) when
+CLOUD_TASKS_EMULATOR_HOST is set, as the emulator's READY output prints it; on Google Cloud,
+leave it unset and it uses your credentials.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import os
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 
-from fastapi_cloud_tasks import DelayedRouteBuilder, emulator_client, queue_path
+from fastapi_cloud_tasks import DelayedRouteBuilder, delayed_task, queue_path
 
 logger = logging.getLogger("examples.simple")
 
-EMULATOR = os.environ.get("CLOUD_TASKS_EMULATOR")  # e.g. "localhost:8123"
-
 # One route class for the whole project: where the worker lives and which queue to use.
 DelayedRoute = DelayedRouteBuilder(
-    client=emulator_client(EMULATOR) if EMULATOR else None,
     base_url=os.environ.get("WORKER_URL", "http://localhost:8000"),
     queue_path=queue_path(project="gcp-project-id", location="asia-south1", queue="test-queue"),
 )
@@ -35,6 +33,7 @@ class Payload(BaseModel):
 DEFAULT_PAYLOAD = Payload(message="Default")
 
 
+@delayed_task  # `hello.delay(...)` is now checked by mypy and pyright
 @delayed_router.post("/hello")
 async def hello(p: Payload = DEFAULT_PAYLOAD) -> None:
     logger.warning("Hello task ran with payload: %s", p.message)
