@@ -325,7 +325,7 @@ class EndpointSignature:
         self, call: HttpCall, kwargs: Mapping[str, Any]
     ) -> list[ArgumentProblem]:
         """A problem if a route declared earlier on the router would answer `call`."""
-        other = self._earlier_routes.answering(self.method, unquote(call.path))
+        other = self._earlier_routes.answering(self.method, call.path)
         if other is None:
             return []
         names = [n for n, p in self.params.items() if p.location == "path" and n in kwargs]

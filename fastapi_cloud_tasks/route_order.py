@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi.routing import APIRoute, APIRouter
 from starlette.routing import BaseRoute, Match, Route
@@ -75,11 +76,12 @@ class EarlierRoutes:
             ]
         return self._earlier
 
-    def answering(self, method: str, path: str) -> BaseRoute | None:
-        """The earlier route that would answer `method path` (path percent-decoded), if any."""
+    def answering(self, method: str, raw_path: str) -> BaseRoute | None:
+        """The earlier route that would answer `method raw_path` (percent-encoded), if any."""
         candidates = self._candidates(method)
         if not candidates:
             return None
+        path = unquote(raw_path)  # as a server puts it in the scope
         scope: dict[str, Any] = {"type": "http", "method": method, "path": path,
                                  "root_path": "", "headers": []}
         for regex, other in candidates:
