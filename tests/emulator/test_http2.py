@@ -31,9 +31,11 @@ from fastapi_cloud_tasks.emulator.connection_limits import Limits
 # RFC 9113's numbers (frame types, flags, error codes, settings)
 from fastapi_cloud_tasks.emulator.http2 import (
     ACK,
+    CANCEL,
     COMPRESSION_ERROR,
     CONTINUATION,
     DATA,
+    ENABLE_PUSH,
     END_HEADERS,
     END_STREAM,
     FLOW_CONTROL_ERROR,
@@ -55,11 +57,8 @@ from fastapi_cloud_tasks.emulator.http2 import (
     REFUSED_STREAM,
     RST_STREAM,
     SETTINGS,
-    WINDOW_UPDATE,
-    CANCEL,
-    ENABLE_PUSH,
-    ENHANCE_YOUR_CALM,
     STREAM_CLOSED,
+    WINDOW_UPDATE,
     Connection,
     Response,
     encode_headers,
@@ -223,7 +222,8 @@ class RawClient:
             assert received is not None, "connection closed; expected GOAWAY"
             if received.kind == GOAWAY:
                 break
-            assert received.stream_id and received.kind in (HEADERS, DATA), received
+            assert received.stream_id, received
+            assert received.kind in (HEADERS, DATA), received
         else:
             raise AssertionError("no GOAWAY within 10 frames")
         last, code = struct.unpack_from(">II", received.payload)
