@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from google.cloud import scheduler_v1, tasks_v2
 
@@ -9,6 +11,11 @@ from tests.recording import RecordingScheduler, RecordingTasks
 QUEUE = "projects/test-project/locations/asia-south1/queues/test-queue"
 LOCATION = "projects/test-project/locations/asia-south1"
 BASE_URL = "https://worker.example.com"
+
+# The README has users export these for the emulator; the suite's default clients (and every
+# subprocess it starts) must not follow a developer's shell. Tests that want one set it.
+for _variable in ("CLOUD_TASKS_EMULATOR_HOST", "CLOUD_SCHEDULER_EMULATOR_HOST"):
+    os.environ.pop(_variable, None)
 
 
 @pytest.fixture
