@@ -11,10 +11,8 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
@@ -33,6 +31,15 @@ from fastapi_cloud_tasks.exceptions import (
     arguments_error,
 )
 from fastapi_cloud_tasks.route_order import EarlierRoutes, route_label
+from fastapi_cloud_tasks.wire_text import (
+    Undeliverable,
+    as_text,
+    cookie_pair,
+    header_text,
+    listed,
+    path_text,
+    surrogate_in,
+)
 
 __all__ = ["EndpointSignature", "HttpCall", "endpoint_label", "supplied_by"]
 
@@ -41,7 +48,6 @@ _LOCATIONS = ("path", "query", "header", "cookie", "body")
 _SENDABLE_METHODS = frozenset({"POST", "GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _PATH_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
-_COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _JSON = "application/json"
 
 
@@ -71,10 +77,6 @@ class _Param:
     # A plain str/int/float/bool in the path or query under its own name: its text form
     # (str(), "true"/"false", quote/unquote) parses back to the same value by construction.
     exact: bool = False
-
-
-class _Undeliverable(Exception):
-    pass
 
 
 # Set or reserved by both services whatever the caller sends.
@@ -180,6 +182,10 @@ class EndpointSignature:
             getattr(route, "_embed_body_fields", len(fields["body"]) > 1)
         )
         self._earlier_routes = EarlierRoutes(route, routes)
+        self._path_keys = frozenset(
+            key for key, convertor in route.param_convertors.items()
+            if type(convertor).__name__ == "PathConvertor"
+        )
 
     def _add_param(self, field: Any, location: str, is_supplied: Callable[[str], bool]) -> None:
         if isinstance(field.field_info, params.Form):  # File is a Form too
@@ -268,18 +274,18 @@ class EndpointSignature:
                 wire = _serialized(param, value)
                 for key, item in _spread(param, wire):
                     if param.location == "path":
-                        path_values[key] = _path_text(name, item, self.route, key)
+                        path_values[key] = path_text(name, item, key, key in self._path_keys)
                     elif param.location == "query":
-                        query.extend((key, _text(name, v, "query string")) for v in _listed(item))
+                        query.extend((key, as_text(name, v, "query string")) for v in listed(item))
                     elif item is None:
                         continue  # an absent header or cookie: the endpoint's default applies
                     elif param.location == "header":
-                        headers[key] = _header_text(name, item)
+                        headers[key] = header_text(name, item)
                     elif param.location == "cookie":
-                        cookies.append(_cookie_pair(name, key, item))
+                        cookies.append(cookie_pair(name, key, item))
                     else:
                         body[key] = item
-            except _Undeliverable as exc:
+            except Undeliverable as exc:
                 problems.append(
                     ArgumentProblem(
                         "undeliverable", name, param.location, exc.args[1], kwargs[name]
@@ -315,7 +321,7 @@ class EndpointSignature:
         except UnicodeEncodeError:  # a lone surrogate somewhere: name the values holding one
             for name, p in self.params.items():
                 if p.location == "body" and p.key in body:
-                    bad = _surrogate_in(json.dumps(body[p.key], ensure_ascii=False))
+                    bad = surrogate_in(json.dumps(body[p.key], ensure_ascii=False))
                     if bad is not None:
                         problems.append(ArgumentProblem("undeliverable", name, "body", bad,
                                                         kwargs.get(name)))
@@ -421,12 +427,6 @@ def _spread(param: _Param, wire: Any) -> Iterator[tuple[str, Any]]:
         yield (key.replace("_", "-") if param.location == "header" else key), item
 
 
-def _listed(item: Any) -> list[Any]:
-    if item is None:
-        return []
-    return list(item) if isinstance(item, list) else [item]
-
-
 def _serialized(param: _Param, value: Any) -> Any:
     """The value as JSON data, the form every part of the request is built from."""
     try:
@@ -434,89 +434,8 @@ def _serialized(param: _Param, value: Any) -> Any:
     except ValueError as exc:  # pydantic's serialization errors, undecodable bytes
         hint = " (bytes travel as UTF-8 text: pass text, or base64-encode binary data)" if (
             isinstance(exc, UnicodeDecodeError) or "utf-8" in str(exc).lower()) else ""
-        raise _Undeliverable(param.name, f"cannot be serialized for the request: {exc}{hint}"
+        raise Undeliverable(param.name, f"cannot be serialized for the request: {exc}{hint}"
                              ) from None
-
-
-def _surrogate_in(text: str) -> str | None:
-    """Why `text` cannot be sent as UTF-8, or None if it can."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return (f"contains the lone surrogate {exc.object[exc.start:exc.end]!r}, which is not "
-                "text and has no UTF-8 form; pass valid text (decode bytes with "
-                "errors='replace' or 'backslashreplace')")
-    return None
-
-
-def _text(name: str, value: Any, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        bad = _surrogate_in(value)
-        if bad is not None:
-            raise _Undeliverable(name, bad)
-        return value
-    if isinstance(value, int):
-        try:
-            return str(value)
-        except ValueError:  # over sys.get_int_max_str_digits(): the worker cannot parse it
-            digits = int(value.bit_length() * 0.30103) + 1
-            raise _Undeliverable(
-                name,
-                f"an int of about {digits:,} digits is over Python's limit of "
-                f"{sys.get_int_max_str_digits():,} digits for int-text conversion, so the "
-                f"endpoint could not read it from a {where}; send a smaller number, or its "
-                "hex(value) text in a str parameter",
-            ) from None
-    if isinstance(value, float):
-        return str(value)
-    raise _Undeliverable(name, f"a {type(value).__name__} value cannot be sent in a {where}")
-
-
-def _path_text(name: str, value: Any, route: APIRoute, key: str) -> str:
-    text = _text(name, value, "URL path")
-    is_path = type(route.param_convertors.get(key)).__name__ == "PathConvertor"
-    if text == "" or ("/" in text and not is_path):
-        raise _Undeliverable(
-            name,
-            f"{text!r} cannot be a path segment (empty, or contains '/'); declare the parameter "
-            "as {" + key + ":path} or send the value in the query or body",
-        )
-    return quote(text, safe="/" if is_path else "")
-
-
-def _header_text(name: str, value: Any) -> str:
-    items = _listed(value)
-    if len(items) != 1:
-        raise _Undeliverable(
-            name, "Cloud Tasks sends each header once; pass exactly one value for a header"
-        )
-    text = _text(name, items[0], "header")
-    if text != text.strip() or not all(" " <= ch <= "~" for ch in text):
-        raise _Undeliverable(
-            name,
-            f"header value {text!r} must be printable ASCII without leading or trailing spaces",
-        )
-    return text
-
-
-def _cookie_pair(name: str, key: str, value: Any) -> str:
-    if not _COOKIE_NAME.match(key):
-        raise _Undeliverable(name, f"{key!r} is not a valid cookie name")
-    text = _text(name, value, "cookie")
-    _, quoted = SimpleCookie().value_encode(text)
-    # The cookie quoting escapes only characters up to U+00FF; the rest would go raw into a
-    # header, which carries ASCII only.
-    wide = next((ch for ch in quoted if ch > "~"), None)
-    if wide is not None:
-        raise _Undeliverable(
-            name,
-            f"cookie value {text!r} contains {wide!r}; a Cookie header carries only "
-            "characters up to U+00FF. Send the value in the query or body, or encode it "
-            "(e.g. urllib.parse.quote) and decode it in the endpoint",
-        )
-    return f"{key}={quoted}"
 
 
 def _same(left: Any, right: Any) -> bool:
