@@ -156,7 +156,7 @@ class GrpcServer:
         if len(self._connections) >= limit:
             self._quiet.log(logger, logging.WARNING, "cap", (
                 "refused a gRPC connection: %d are open, the most allowed "
-                "(--max-connections)"), limit)
+                "(--grpc-max-connections)"), limit)
             return self._refusal(limit)
         connection = Connection(self, MAX_MESSAGE + 5, self.limits, self._budget, self._clock)
         self._connections.add(connection)
@@ -182,7 +182,7 @@ class GrpcServer:
                 super().connection_lost(exc)
 
         return Counted(f"This server takes at most {limit} connections at once "
-                       "(--max-connections); close some first.")
+                       "(--grpc-max-connections); close some first.")
 
     # -- http2.Application -----------------------------------------------------------------
 
@@ -272,7 +272,7 @@ class GrpcServer:
             "server": (f"This server's unfinished requests hold over "
                        f"{limits.total_buffer_limit} bytes; send fewer large requests at once."),
             "slow": (f"The request did not arrive whole within {limits.body_timeout:g} s "
-                     "(--body-timeout)."),
+                     "(--grpc-body-timeout)."),
             "body": (f"The request is larger than {MAX_MESSAGE} bytes, the most this server "
                      "receives."),
         }
