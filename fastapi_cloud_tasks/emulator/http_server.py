@@ -196,6 +196,7 @@ class HttpServer:
         arrives does not move a deadline, so dribbling cannot hold a connection."""
         limits = self.limits
         head: h11.Request | None = None
+        fields: dict[str, str] = {}
         body = bytearray()
         started = False  # a byte of this request has come
         phase = ""  # what the timer is armed for
@@ -224,13 +225,14 @@ class HttpServer:
                 connection.receive_data(data)
             elif isinstance(event, h11.Request):
                 head = event
-                refusal = self._origin.refusal(event.headers)
+                fields = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
+                refusal = self._origin.refusal(fields)
                 if refusal is not None:
                     self._log.log(logger, logging.WARNING, "refused", "Refused %s %s: %s",
                                   event.method.decode("latin-1"),
                                   event.target.decode("latin-1"), refusal)
                     raise _Refused(json_error(403, "PERMISSION_DENIED", refusal))
-                length = dict(event.headers).get(b"content-length")
+                length = fields.get("content-length")
                 if length is not None and int(length) > limits.buffer_limit:
                     raise _Refused(self._too_large())
             elif isinstance(event, h11.Data):
@@ -256,7 +258,7 @@ class HttpServer:
                 return HttpRequest(
                     method=head.method.decode("ascii").upper(), path=target.path,
                     query=target.query,
-                    headers={k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers},
+                    headers=fields,
                     body=bytes(body),
                 )
             else:  # ConnectionClosed, or PAUSED after a protocol switch we never accept

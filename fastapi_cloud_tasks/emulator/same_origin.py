@@ -23,12 +23,12 @@ rule for the whole port leaves no exception to audit.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 __all__ = ["SameOrigin"]
 
 _WILDCARDS = ("", "0.0.0.0", "::")
-_CROSS = (b"cross-site", b"same-site")
+_CROSS = ("cross-site", "same-site")
 _CACHE_SIZE = 64  # Host values seen and accepted; a client sends the same one each time
 
 
@@ -40,41 +40,34 @@ class SameOrigin:
         self._bound = _name(bound_host)
         self._any_ip = bound_host in _WILDCARDS
         self._allowed = {_name(host) for host in allowed_hosts}
-        self._accepted: set[bytes] = set()
+        self._accepted: set[str] = set()
 
-    def refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-        """Why a request with these headers (lower-case names, as h11 gives them) is refused."""
-        host = origin = fetch_site = None
-        for name, value in headers:
-            if name == b"host":
-                host = value
-            elif name == b"origin":
-                origin = value
-            elif name == b"sec-fetch-site":
-                fetch_site = value
+    def refusal(self, headers: Mapping[str, str]) -> str | None:
+        """Why a request with these headers (lower-case names) is refused."""
+        host = headers.get("host")
         if host is not None and host not in self._accepted:
-            text = host.decode("latin-1")
-            if not self._host_allowed(_name(text)):
-                return (f"The emulator refuses requests with Host {text!r}: it answers only "
+            if not self._host_allowed(_name(host)):
+                return (f"The emulator refuses requests with Host {host!r}: it answers only "
                         "the names it is reached by on this machine (localhost, a loopback "
                         "address, the address it is bound to), so that a web page cannot read "
                         "its answers through DNS rebinding. If that name is yours, start the "
-                        f"emulator with --allow-host {_name(text)}.")
+                        f"emulator with --allow-host {_name(host)}.")
             if len(self._accepted) < _CACHE_SIZE:
                 self._accepted.add(host)
+        origin = headers.get("origin")
         if origin is not None:
-            if not self._own_origin(origin.decode("latin-1")):
-                return (f"The emulator refuses requests with Origin "
-                        f"{origin.decode('latin-1')!r}: only its own origin (http://HOST:"
-                        f"{self.port}, HOST accepted as a Host) may call it, so that a web page "
-                        "cannot create tasks from your machine. Call it from a program or curl, "
-                        "which send no Origin; a name of yours for the emulator needs "
-                        "--allow-host NAME.")
-        elif fetch_site is not None and fetch_site.lower() in _CROSS:
-            return (f"The emulator refuses requests with Sec-Fetch-Site "
-                    f"{fetch_site.decode('latin-1')!r}: a web page of another origin sent it. "
-                    "Call it from a program or curl; a name of yours for the emulator needs "
-                    "--allow-host NAME.")
+            if not self._own_origin(origin):
+                return (f"The emulator refuses requests with Origin {origin!r}: only its own "
+                        f"origin (http://HOST:{self.port}, HOST accepted as a Host) may call "
+                        "it, so that a web page cannot create tasks from your machine. Call it "
+                        "from a program or curl, which send no Origin; a name of yours for the "
+                        "emulator needs --allow-host NAME.")
+        else:
+            fetch_site = headers.get("sec-fetch-site")
+            if fetch_site is not None and fetch_site.lower() in _CROSS:
+                return (f"The emulator refuses requests with Sec-Fetch-Site {fetch_site!r}: a "
+                        "web page of another origin sent it. Call it from a program or curl; "
+                        "a name of yours for the emulator needs --allow-host NAME.")
         return None
 
     def _host_allowed(self, name: str) -> bool:

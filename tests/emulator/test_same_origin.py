@@ -10,9 +10,9 @@ from fastapi_cloud_tasks.emulator.same_origin import SameOrigin
 
 
 def refused(policy: SameOrigin, host: str, origin: str | None = None) -> bool:
-    headers = [(b"host", host.encode())]
+    headers = {"host": host}
     if origin is not None:
-        headers.append((b"origin", origin.encode()))
+        headers["origin"] = origin
     return policy.refusal(headers) is not None
 
 
@@ -56,4 +56,4 @@ def test_allow_host_names_are_compared_without_case_or_port() -> None:
 
 def test_a_request_without_host_is_answered() -> None:
     """HTTP/1.0 may omit it; every browser sends one."""
-    assert SameOrigin("127.0.0.1", 8124).refusal([]) is None
+    assert SameOrigin("127.0.0.1", 8124).refusal({}) is None
