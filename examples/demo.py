@@ -145,7 +145,8 @@ def run_with_emulator(serve: bool) -> int:
         host, certs_port = ready[1], ready[2].split("=")[1]
         port = free_port()
         worker_url = f"http://127.0.0.1:{port}"
-        env.update(CLOUD_TASKS_EMULATOR=host, WORKER_URL=worker_url,
+        env.update(CLOUD_TASKS_EMULATOR_HOST=host, CLOUD_SCHEDULER_EMULATOR_HOST=host,
+                   WORKER_URL=worker_url,
                    OIDC_CERTS_URL=f"http://127.0.0.1:{certs_port}/oauth2/v1/certs")
         worker = Process("worker", [sys.executable, "-m", "uvicorn", "examples.full.main:app",
                                     "--host", "127.0.0.1", "--port", str(port)], env)
