@@ -1,4 +1,8 @@
-"""python -m fastapi_cloud_tasks.emulator [--host 127.0.0.1] [--port 8123] [--queue ...]"""
+"""python -m fastapi_cloud_tasks.emulator [--host 127.0.0.1] [--port 8123] [--queue ...]
+
+Once serving it prints `READY HOST:PORT http=HTTP_PORT`, then the `export` lines that point an
+app's builders without `client=` at it (CLOUD_TASKS_EMULATOR_HOST, CLOUD_SCHEDULER_EMULATOR_HOST).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,15 @@ import logging
 import signal
 import sys
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from google.cloud import tasks_v2
 
-from fastapi_cloud_tasks.emulator.server import Emulator
+from fastapi_cloud_tasks.clients import SCHEDULER_EMULATOR_HOST_ENV, TASKS_EMULATOR_HOST_ENV
+from fastapi_cloud_tasks.emulator import missing_extra_message
+
+if TYPE_CHECKING:
+    from fastapi_cloud_tasks.emulator.server import Emulator
 
 QUEUE_SETTINGS = {
     "rate": ("rate_limits", "max_dispatches_per_second", float),
@@ -71,10 +80,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
     if args.max_in_flight < 1:
         parser.error(f"--max-in-flight {args.max_in_flight}: give 1 or more")
+    try:
+        from fastapi_cloud_tasks.emulator.server import Emulator
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(f"{parser.prog}: {message}", file=sys.stderr)
+        return 1
     emulator = Emulator(args.host, args.port, http_port=args.http_port, queues=args.queue,
                         max_rate=args.max_rate, max_in_flight=args.max_in_flight)
     asyncio.run(_serve(emulator))
     return 0
+
+
+def ready_text(emulator: Emulator) -> str:
+    """The READY line (parsed by scripts: keep it first and its shape fixed), then the lines a
+    user copies into the shell that runs the app."""
+    # Bound to every address: the app connects to loopback. An IPv6 literal is bracketed.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(emulator.host, emulator.host)
+    address = f"[{host}]:{emulator.port}" if ":" in host else f"{host}:{emulator.port}"
+    return "\n".join([
+        f"READY {emulator.host}:{emulator.port} http={emulator.http_port}",
+        f"export {TASKS_EMULATOR_HOST_ENV}={address}",
+        f"export {SCHEDULER_EMULATOR_HOST_ENV}={address}",
+    ])
 
 
 async def _serve(emulator: Emulator) -> None:
@@ -84,7 +114,7 @@ async def _serve(emulator: Emulator) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await emulator.start()
-    print(f"READY {emulator.host}:{emulator.port} http={emulator.http_port}", flush=True)
+    print(ready_text(emulator), flush=True)
     await stop.wait()
     await emulator.stop()
 
