@@ -358,7 +358,10 @@ class Connection(asyncio.Protocol):
         if kind == DATA:
             self._on_data(flags, stream_id, payload)
         elif kind == HEADERS:
-            self._on_headers_frame(flags, stream_id, payload)
+            if flags & (END_HEADERS | PADDED | PRIORITY_FLAG) == END_HEADERS and stream_id:
+                self._on_headers(stream_id, flags, payload, False)  # what clients send
+            else:
+                self._on_headers_frame(flags, stream_id, payload)
         elif kind == CONTINUATION:
             if self._continuation is None or self._continuation[0] != stream_id:
                 raise _Violation(PROTOCOL_ERROR, "CONTINUATION out of place")
@@ -475,19 +478,15 @@ class Connection(asyncio.Protocol):
             self._continuation = (stream_id, flags, bytearray(payload), self_dependent)
             self._block_since = self._now
 
-    def _decode(self, block: bytes, trailers: bool = False) -> tuple[dict[bytes, bytes], int,
-                                                                        str | None]:
-        try:
-            fields = self._fields.decode(block, trailers)
-        except UndecodableBlock as exc:
-            raise _Violation(ENHANCE_YOUR_CALM if exc.too_large else COMPRESSION_ERROR,
-                             str(exc)) from exc
-        return fields.headers, fields.size, fields.malformed
-
     def _on_headers(self, stream_id: int, flags: int, block: bytes,
                     self_dependent: bool) -> None:
         request = self._requests.get(stream_id)
-        headers, size, malformed = self._decode(block, trailers=request is not None)
+        try:
+            fields = self._fields.decode(block, request is not None)
+        except UndecodableBlock as exc:
+            raise _Violation(ENHANCE_YOUR_CALM if exc.too_large else COMPRESSION_ERROR,
+                             str(exc)) from exc
+        headers, malformed = fields.headers, fields.malformed
         if request is not None:  # trailers on a request: gRPC clients send none, but may
             if not flags & END_STREAM or malformed or self_dependent:
                 self._reset(stream_id, PROTOCOL_ERROR)  # a malformed request (§8.1)
@@ -520,7 +519,7 @@ class Connection(asyncio.Protocol):
         self._send_windows[stream_id] = self._peer_stream_window
         length = headers.get(b"content-length")
         expected = None if length is None else int(length)
-        if size > HEADER_LIST_LIMIT:
+        if fields.size > HEADER_LIST_LIMIT:
             self._answer(stream_id, self.app.refuse(headers, "headers"),
                          request_done=bool(flags & END_STREAM))
         elif flags & END_STREAM:
