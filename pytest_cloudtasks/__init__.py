@@ -7,8 +7,9 @@ start, and they bring in FastAPI, Google's clients and the `[testing]` extra.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fastapi_cloud_tasks.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from pytest_cloudtasks.captured import CapturedJob, CapturedTask
@@ -41,26 +42,16 @@ _MODULES = {
 }
 
 
-# Hidden from type checkers, which see the TYPE_CHECKING imports: a misspelled name stays
-# an error for them.
+def _explain_missing(exc: ModuleNotFoundError, name: str) -> str | None:
+    if exc.name != "httpx":  # the one extra these modules import at load
+        return None
+    from pytest_cloudtasks.extras import missing_message
+
+    return missing_message(exc.name, f"pytest_cloudtasks.{name}")
+
+
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> Any:
-        module = _MODULES.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        try:
-            value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-        except ModuleNotFoundError as exc:
-            from pytest_cloudtasks.extras import missing_message
-
-            if exc.name != "httpx":  # the one extra these modules import at load
-                raise
-            raise ModuleNotFoundError(missing_message(exc.name, f"pytest_cloudtasks.{name}"),
-                                      name=exc.name) from None
-        # Not cached here: the module in sys.modules stays the one source (pytester's in-process
-        # runs drop and re-import the submodules, and a cached class would then be a stale twin).
-        return value
+    __getattr__ = lazy_getattr(__name__, _MODULES, _explain_missing)
 
 
 def __dir__() -> list[str]:

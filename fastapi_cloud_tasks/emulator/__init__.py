@@ -9,9 +9,10 @@ sentence saying what to install.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fastapi_cloud_tasks.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from fastapi_cloud_tasks.emulator.server import Emulator
@@ -39,17 +40,7 @@ def _missing(name: str) -> bool:
         return True
 
 
-# Hidden from type checkers, which see the TYPE_CHECKING imports: a misspelled name stays
-# an error for them.
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> Any:
-        if name != "Emulator":
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        try:
-            return importlib.import_module(f"{__name__}.server").Emulator
-        except ModuleNotFoundError as exc:
-            message = missing_extra_message(exc)
-            if message is None:
-                raise
-            raise ModuleNotFoundError(message, name=exc.name) from None
+    __getattr__ = lazy_getattr(
+        __name__, {"Emulator": "server"}, lambda exc, name: missing_extra_message(exc)
+    )
