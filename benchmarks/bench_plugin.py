@@ -29,7 +29,7 @@ PYTEST_ROUNDS = 5  # per variant
 TARGET_IMPORT_MS = 50.0
 TARGET_RUN_OVERHEAD_MS = 50.0
 # Imported at load, these would be the cost the plugin must not impose (and need extras).
-HEAVY = ("fastapi", "google.cloud.tasks_v2", "httpx", "freezegun", "fastapi_cloud_tasks")
+HEAVY = ("fastapi", "pydantic", "google.cloud.tasks_v2", "grpc", "httpx", "freezegun")
 PROBE = (
     "import sys, pytest, pytest_cloudtasks.plugin; "
     f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
