@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -19,6 +20,8 @@ from google.cloud import tasks_v2
 
 from fastapi_cloud_tasks.clients import SCHEDULER_EMULATOR_HOST_ENV, TASKS_EMULATOR_HOST_ENV
 from fastapi_cloud_tasks.emulator import missing_extra_message
+from fastapi_cloud_tasks.emulator.connection_limits import Limits
+from fastapi_cloud_tasks.emulator.http_limits import HTTP_LIMITS
 
 if TYPE_CHECKING:
     from fastapi_cloud_tasks.emulator.server import Emulator
@@ -73,6 +76,41 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests open at once across all queues, on top of each queue's "
                         "max_concurrent_dispatches (default 64: past a few dozen, a local "
                         "worker only slows down; raise it for many slow handlers)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="answer REST requests addressed to NAME too (repeatable), e.g. a "
+                        "docker compose service name; by default only localhost, a loopback "
+                        "address or the --host address, so that no web page can reach it "
+                        "through DNS rebinding")
+    limits = Limits()
+    parser.add_argument("--grpc-max-connections", type=int, default=limits.max_connections,
+                        metavar="N", help="gRPC connections open at once; one more is refused "
+                        f"at once with GOAWAY (default {limits.max_connections})")
+    parser.add_argument("--grpc-idle-timeout", type=float, default=limits.idle_timeout,
+                        metavar="S", help="close a gRPC connection with no call open and "
+                        f"nothing received for S seconds (default {limits.idle_timeout:g})")
+    parser.add_argument("--grpc-head-timeout", type=float, default=limits.head_timeout,
+                        metavar="S", help="close a gRPC connection whose frame, header block "
+                        f"or preface is not whole S seconds after it began (default "
+                        f"{limits.head_timeout:g})")
+    parser.add_argument("--grpc-body-timeout", type=float, default=limits.body_timeout,
+                        metavar="S", help="refuse a gRPC request not whole S seconds after its "
+                        f"headers (default {limits.body_timeout:g})")
+    http = HTTP_LIMITS
+    parser.add_argument("--http-max-connections", type=int, default=http.max_connections,
+                        metavar="N", help="REST connections open at once; past them the one "
+                        "idle longest is closed, or the new one refused with 503 (default "
+                        f"{http.max_connections})")
+    parser.add_argument("--http-idle-timeout", type=float, default=http.idle_timeout,
+                        metavar="S", help="close a kept-alive REST connection with no request "
+                        f"for S seconds (default {http.idle_timeout:g})")
+    parser.add_argument("--http-head-timeout", type=float, default=http.head_timeout,
+                        metavar="S", help="close a REST connection whose request head is not "
+                        f"whole S seconds after its first byte, with 408 (default "
+                        f"{http.head_timeout:g})")
+    parser.add_argument("--http-body-timeout", type=float, default=http.body_timeout,
+                        metavar="S", help="the same for a request body, from its head's end, "
+                        f"and for an answer the client does not read (default "
+                        f"{http.body_timeout:g})")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every delivery")
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     args = parser.parse_args(argv)
@@ -80,6 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
     if args.max_in_flight < 1:
         parser.error(f"--max-in-flight {args.max_in_flight}: give 1 or more")
+    try:
+        grpc_limits = Limits(max_connections=args.grpc_max_connections,
+                             idle_timeout=args.grpc_idle_timeout,
+                             head_timeout=args.grpc_head_timeout,
+                             body_timeout=args.grpc_body_timeout)
+    except ValueError as exc:
+        parser.error(f"--grpc-{str(exc).replace('_', '-')}")
+    try:
+        http_limits = dataclasses.replace(
+            HTTP_LIMITS, max_connections=args.http_max_connections,
+            idle_timeout=args.http_idle_timeout, head_timeout=args.http_head_timeout,
+            body_timeout=args.http_body_timeout)
+    except ValueError as exc:
+        parser.error(f"--http-{str(exc).replace('_', '-')}")
     try:
         from fastapi_cloud_tasks.emulator.server import Emulator
     except ModuleNotFoundError as exc:
@@ -89,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: {message}", file=sys.stderr)
         return 1
     emulator = Emulator(args.host, args.port, http_port=args.http_port, queues=args.queue,
-                        max_rate=args.max_rate, max_in_flight=args.max_in_flight)
+                        max_rate=args.max_rate, max_in_flight=args.max_in_flight,
+                        allowed_hosts=args.allow_host, grpc_limits=grpc_limits,
+                        http_limits=http_limits)
     asyncio.run(_serve(emulator))
     return 0
 

@@ -7,10 +7,11 @@ from the REST transport Google's client itself sends with (`_get_http_options()`
 emulator answers exactly the URLs the installed client builds. A request becomes the RPC's
 request message as Google's transcoding defines it: the JSON body (the whole request or the
 one field the rule names), then the query parameters (dotted field paths, camelCase or
-snake_case), then the path variables. Unknown fields are ignored, as protobuf's binary format
-ignores them over gRPC. The message then runs through the very call gRPC uses (`rpcs.bind`);
-the answer is proto3 JSON (enums as numbers when `$alt=json;enum-encoding=int` asks, as
-Google's clients do), an error Google's JSON error body with the HTTP status of its class.
+snake_case, and so are the paths of an update mask), then the path variables. Unknown fields
+are ignored, as protobuf's binary format ignores them over gRPC. The message then runs
+through the very call gRPC uses (`rpcs.bind`); the answer is proto3 JSON (enums as numbers
+when `$alt=json;enum-encoding=int` asks, as Google's clients do), an error Google's JSON
+error body with the HTTP status of its class.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ REST_TRANSPORTS: dict[str, Any] = {
     SCHEDULER.name: CloudSchedulerRestTransport,
 }
 _VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
+_FIELD_MASK = "google.protobuf.FieldMask"
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,19 @@ def _query_document(message: Message, params: list[tuple[str, str]]) -> dict[str
     return document
 
 
+def _camel_case_mask(value: str) -> str:
+    """A field mask with its paths in lowerCamel, as json_format takes them: Google accepts
+    snake_case paths too (`rate_limits.max_dispatches_per_second`, what Node's REST transport
+    sends) and json_format refuses those ("must not contain '_'s")."""
+    return ",".join(".".join(_lower_camel(name) for name in path.split("."))
+                    for path in value.split(","))
+
+
+def _lower_camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
 def _field(descriptor: Any, name: str) -> Any:
     field = descriptor.fields_by_name.get(name)
     return field or next((f for f in descriptor.fields if f.json_name == name), None)
@@ -214,6 +229,8 @@ def _repeated(field: Any) -> bool:
 def _query_value(key: str, field: Any, value: str) -> Any:
     """A query string as its JSON value: json_format takes numbers, enums, bytes and
     well-known types (FieldMask, Timestamp, Duration) as strings already, not booleans."""
+    if field.message_type is not None and field.message_type.full_name == _FIELD_MASK:
+        return _camel_case_mask(value)
     if field.type != field.TYPE_BOOL:
         return value
     if value not in ("true", "false"):

@@ -7,13 +7,17 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 
 from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.emulator.connection_limits import Limits
 from fastapi_cloud_tasks.emulator.dispatcher import Dispatcher
 from fastapi_cloud_tasks.emulator.grpc_server import GrpcServer
+from fastapi_cloud_tasks.emulator.http_limits import HTTP_LIMITS
 from fastapi_cloud_tasks.emulator.http_server import HttpResponse, HttpServer, Router
+from fastapi_cloud_tasks.emulator.quiet_log import RepeatLimiter, install_loop_handler
 from fastapi_cloud_tasks.emulator.rest import add_rest_routes
 from fastapi_cloud_tasks.emulator.rpcs import SCHEDULER, TASKS
 from fastapi_cloud_tasks.engine.clock import SystemClock
@@ -30,7 +34,11 @@ JWKS_PATH = "/oauth2/v3/certs"
 
 class Emulator:
     """Cloud Tasks + Cloud Scheduler on `host:port` (gRPC) and on `host:http_port` (REST, with
-    the token signing certificates: /oauth2/v1/certs as PEM, /oauth2/v3/certs as JWKS)."""
+    the token signing certificates: /oauth2/v1/certs as PEM, /oauth2/v3/certs as JWKS).
+
+    The REST port answers only requests addressed to it by a loopback name, its bound address
+    or one of `allowed_hosts`, and none a page of another origin sends (`SameOrigin`);
+    `http_limits` bounds its connections."""
 
     def __init__(
         self,
@@ -42,6 +50,9 @@ class Emulator:
         max_rate: float = 500.0,
         name_reservation: timedelta = timedelta(hours=24),
         max_in_flight: int = 64,
+        allowed_hosts: Iterable[str] = (),
+        http_limits: Limits = HTTP_LIMITS,
+        grpc_limits: Limits | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -54,15 +65,21 @@ class Emulator:
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
         self.dispatcher = Dispatcher([self.tasks, self.scheduler], max_in_flight)
-        self._grpc_server = GrpcServer([(TASKS, self.tasks), (SCHEDULER, self.scheduler)])
+        self._grpc_server = GrpcServer([(TASKS, self.tasks), (SCHEDULER, self.scheduler)],
+                                       grpc_limits)
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.http_limits = http_limits
         self._http_server: HttpServer | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        # Every RPC, over gRPC or REST, runs on this event loop beside the deliveries.
+        # Every RPC, over gRPC or REST, runs on this event loop beside the deliveries; its
+        # own error reports (accept failures when descriptors run out) are rate-limited.
+        install_loop_handler(asyncio.get_running_loop(), RepeatLimiter())
         self.tasks.on_ready = self.scheduler.on_ready = self.dispatcher.wake
         self.port = await self._grpc_server.start(self.host, self.port)
-        self._http_server = HttpServer(self._http_routes())
+        self._http_server = HttpServer(self._http_routes(), limits=self.http_limits,
+                                       allowed_hosts=self.allowed_hosts)
         self.http_port = await self._http_server.start(self.host, self.http_port)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run())
         logger.warning("Cloud Tasks + Cloud Scheduler emulator on %s:%d (gRPC) and "

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from emulator_support import LOCATION, EmulatorProcess, Target, http_task
+from emulator_support import LOCATION, EmulatorProcess, StartEmulator, Target, http_task
 from google.api_core import exceptions
 from google.cloud import scheduler_v1, tasks_v2
 from google.protobuf import field_mask_pb2
@@ -318,6 +318,116 @@ def test_the_certificate_endpoints_answer_on_a_kept_alive_connection(
     assert pem.headers["cache-control"] == "public, max-age=300"
     assert all(v.startswith("-----BEGIN CERTIFICATE-----") for v in pem.json().values())
     assert set(pem.json()) == {key["kid"] for key in jwks.json()["keys"]}
+
+
+@pytest.mark.parametrize("mask", ["rate_limits.max_dispatches_per_second",
+                                  "rateLimits.maxDispatchesPerSecond"],
+                         ids=["snake_case", "camelCase"])
+def test_update_queue_masks_take_either_spelling(
+    rest_tasks: tasks_v2.CloudTasksClient, plain_http: httpx.Client, queue_name: str, mask: str
+) -> None:
+    """Node's REST transport sends snake_case paths; json_format alone refuses them."""
+    rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
+
+    response = plain_http.patch(f"/v2/{queue_name}", params={"updateMask": mask},
+                                json={"rateLimits": {"maxDispatchesPerSecond": 7,
+                                                     "maxConcurrentDispatches": 3}})
+
+    assert response.status_code == 200, response.text
+    queue = rest_tasks.get_queue(name=queue_name)
+    assert queue.rate_limits.max_dispatches_per_second == 7
+    assert queue.rate_limits.max_concurrent_dispatches == 1000  # not in the mask
+
+
+@pytest.mark.parametrize("mask", ["attempt_deadline,description", "attemptDeadline,description"],
+                         ids=["snake_case", "camelCase"])
+def test_update_job_masks_take_either_spelling(
+    rest_scheduler: scheduler_v1.CloudSchedulerClient, plain_http: httpx.Client, ident: str,
+    mask: str,
+) -> None:
+    name = f"{LOCATION}/jobs/{ident}"
+    rest_scheduler.create_job(parent=LOCATION, job=http_job(name, "http://127.0.0.1:9/"))
+
+    response = plain_http.patch(f"/v1/{name}", params={"update_mask": mask}, json={
+        "attemptDeadline": "60s", "description": "masked", "schedule": "1 1 1 1 *"})
+
+    assert response.status_code == 200, response.text
+    job = rest_scheduler.get_job(name=name)
+    assert (job.attempt_deadline, job.description) == (timedelta(seconds=60), "masked")
+    assert job.schedule == FAR_FUTURE  # not in the mask
+    rest_scheduler.delete_job(name=name)
+
+
+# -- requests a web page could send: refused ----------------------------------------------
+
+
+def _raw(emulator: EmulatorProcess, method: str, path: str, headers: dict[str, str],
+         body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    """One request over http.client on 127.0.0.1, whatever its Host says."""
+    connection = http.client.HTTPConnection(emulator.host, emulator.http_port, timeout=WAIT)
+    try:
+        connection.putrequest(method, path, skip_host="Host" in headers,
+                              skip_accept_encoding=True)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param({"Origin": "http://attacker.example"}, id="cross-site-post"),
+    pytest.param({"Host": "attacker.example:8124", "Origin": "http://attacker.example:8124"},
+                 id="dns-rebinding"),
+    pytest.param({"Sec-Fetch-Site": "cross-site"}, id="cross-site-fetch"),
+])
+def test_a_web_pages_create_task_is_403_and_creates_nothing(
+    rest_tasks: tasks_v2.CloudTasksClient, emulator: EmulatorProcess, queue_name: str,
+    headers: dict[str, str],
+) -> None:
+    """What a page's fetch() sends: text/plain needs no preflight, so nothing else stops it."""
+    rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
+    rest_tasks.pause_queue(name=queue_name)
+    body = json.dumps({"task": {"httpRequest": {
+        "url": "http://169.254.169.254/computeMetadata/v1/", "httpMethod": "GET",
+        "headers": {"Metadata-Flavor": "Google"}}}}).encode()
+
+    status, answer = _raw(emulator, "POST", f"/v2/{queue_name}/tasks",
+                          {"Content-Type": "text/plain;charset=UTF-8", **headers}, body)
+
+    assert status == 403
+    assert answer["error"]["status"] == "PERMISSION_DENIED"
+    assert "--allow-host" in answer["error"]["message"]
+    assert list(rest_tasks.list_tasks(parent=queue_name)) == []
+
+
+def test_the_certificates_are_under_the_same_rule(emulator: EmulatorProcess) -> None:
+    own = {"Origin": f"http://{emulator.host}:{emulator.http_port}"}
+
+    assert _raw(emulator, "GET", "/oauth2/v3/certs", own)[0] == 200
+    assert _raw(emulator, "GET", "/oauth2/v3/certs", {"Origin": "http://attacker.example"})[0] \
+        == 403
+    assert _raw(emulator, "GET", "/oauth2/v3/certs", {"Host": "attacker.example"})[0] == 403
+
+
+def test_allow_host_names_answer_and_others_still_do_not(start_emulator: StartEmulator) -> None:
+    emulator = start_emulator("--allow-host", "tasks-emulator", "--allow-host", "other", "-q")
+    path = f"/v2/{LOCATION}/queues"
+
+    allowed = _raw(emulator, "GET", path, {"Host": f"tasks-emulator:{emulator.http_port}"})
+    page = _raw(emulator, "GET", path, {"Host": f"tasks-emulator:{emulator.http_port}",
+                                        "Origin": f"http://tasks-emulator:{emulator.http_port}"})
+    foreign = _raw(emulator, "GET", path, {"Host": "attacker.example"})
+
+    assert (allowed[0], page[0], foreign[0]) == (200, 200, 403)
+    assert "--allow-host attacker.example" in foreign[1]["error"]["message"]
+    client = emulator_client(emulator.address, transport="rest", http_port=emulator.http_port)
+    try:
+        assert list(client.list_queues(parent=LOCATION)) == []  # Google's client
+    finally:
+        client.transport.close()
 
 
 # -- an engine bug: 500 INTERNAL, and the server serves on --------------------------------
