@@ -14,8 +14,9 @@ import logging
 import signal
 import sys
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
+from google.api_core import exceptions
 from google.cloud import tasks_v2
 
 from fastapi_cloud_tasks.clients import SCHEDULER_EMULATOR_HOST_ENV, TASKS_EMULATOR_HOST_ENV
@@ -37,6 +38,15 @@ QUEUE_SETTINGS = {
 }
 
 
+_KIND_NAMES = {int: "a whole number", float: "a number"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not argparse's usage block: the mistake and where the usage is."""
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
 def parse_queue(text: str) -> tasks_v2.Queue:
     """`projects/P/locations/L/queues/Q[,rate=10,max_attempts=5,min_backoff=1,...]`"""
     name, *settings = text.split(",")
@@ -49,7 +59,12 @@ def parse_queue(text: str) -> tasks_v2.Queue:
                 f"{', '.join(QUEUE_SETTINGS)}"
             )
         section, field, kind = QUEUE_SETTINGS[key]
-        number = kind(value)
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"queue setting {setting!r}: {value!r} is not {_KIND_NAMES[kind]}"
+            ) from None
         if field.endswith(("backoff", "duration")):
             number = timedelta(seconds=number)
         setattr(getattr(queue, section), field, number)
@@ -57,13 +72,14 @@ def parse_queue(text: str) -> tasks_v2.Queue:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m fastapi_cloud_tasks.emulator",
         description="Local Cloud Tasks and Cloud Scheduler for Google's own clients (gRPC "
                     "and REST).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    parser.add_argument("--port", type=int, default=8123, help="gRPC port (0: any free port)")
+    parser.add_argument("--port", type=int, default=8123,
+                        help="gRPC port (default 8123; 0: any free port)")
     parser.add_argument("--http-port", type=int, default=None,
                         help="port for REST and the token certificates (default: gRPC port + 1)")
     parser.add_argument("--queue", action="append", type=parse_queue, default=[],
@@ -140,12 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{parser.prog}: {message}", file=sys.stderr)
         return 1
-    emulator = Emulator(args.host, args.port, http_port=args.http_port, queues=args.queue,
-                        max_rate=args.max_rate, max_in_flight=args.max_in_flight,
-                        allowed_hosts=args.allow_host, grpc_limits=grpc_limits,
-                        http_limits=http_limits)
-    asyncio.run(_serve(emulator))
-    return 0
+    try:
+        emulator = Emulator(args.host, args.port, http_port=args.http_port, queues=args.queue,
+                            max_rate=args.max_rate, max_in_flight=args.max_in_flight,
+                            allowed_hosts=args.allow_host, grpc_limits=grpc_limits,
+                            http_limits=http_limits)
+    except exceptions.InvalidArgument as exc:  # a --queue the engine refuses, as Google would
+        parser.error(f"--queue: {exc.message}")
+    return asyncio.run(_serve(emulator, parser.prog))
 
 
 def ready_text(emulator: Emulator) -> str:
@@ -161,16 +179,23 @@ def ready_text(emulator: Emulator) -> str:
     ])
 
 
-async def _serve(emulator: Emulator) -> None:
+async def _serve(emulator: Emulator, prog: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await emulator.start()
+    try:
+        await emulator.start()
+    except OSError as exc:  # most often a port in use: one line, no traceback; the process
+        # exits at once, closing whatever did start
+        print(f"{prog}: {exc.strerror or exc}. Pick free ports with --port and --http-port "
+              "(0: any free port).", file=sys.stderr)
+        return 1
     print(ready_text(emulator), flush=True)
     await stop.wait()
     await emulator.stop()
+    return 0
 
 
 if __name__ == "__main__":
