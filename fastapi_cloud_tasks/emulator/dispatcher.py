@@ -5,6 +5,10 @@ the dispatcher sleeps until then or until an RPC changes the picture, starts eve
 as its own asyncio task (a slow worker never holds up the others) and reports each outcome
 back to its engine. `dispatch_deadline` is the request timeout; a timeout is a failed attempt
 the next try sees as `504`.
+
+No failure of one attempt stops the loop: whatever goes wrong building, sending or recording
+it is logged with its traceback and costs that attempt alone (the engine records it as failed
+and retries it), while every other queue's deliveries go on.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from fastapi_cloud_tasks.emulator.http_delivery import DeliveryError, HttpDelivery
+from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError
 from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
 
 __all__ = ["Dispatcher"]
 
 logger = logging.getLogger("fastapi_cloud_tasks.emulator")
+RECOVERY_PAUSE = 1.0  # seconds before looking again after an unexpected engine error
 
 
 class Source(Protocol):
@@ -39,6 +45,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._paused = False  # an engine error this round: wait RECOVERY_PAUSE at least
         self.delivered = 0
 
     def wake(self) -> None:
@@ -49,18 +56,49 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             for source in self._sources:
-                while len(self._inflight) < self.max_in_flight and (
-                    dispatch := source.take_due()
-                ) is not None:
-                    task = asyncio.create_task(self._deliver(source, dispatch))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
+                self._start_due(source)
             await self._sleep()
+
+    def _start_due(self, source: Source) -> None:
+        failures = 0
+        while len(self._inflight) < self.max_in_flight:
+            try:
+                dispatch = source.take_due()
+            except DispatchError:
+                # The engine recorded that attempt as failed (and will retry it): go on, for a
+                # bounded number of such failures per round (a retry may be due at once).
+                logger.exception("could not start a delivery")
+                failures += 1
+                if failures >= self.max_in_flight:
+                    return
+                continue
+            except Exception:
+                # The engine could not even pick an attempt: log it, and look again after a
+                # pause rather than in a loop that would flood the log.
+                logger.exception("could not look for due deliveries; looking again in %g s",
+                                 RECOVERY_PAUSE)
+                self._paused = True
+                return
+            if dispatch is None:
+                return
+            task = asyncio.create_task(self._deliver(source, dispatch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
     async def _sleep(self) -> None:
         timer = None
+        if self._paused:
+            self._paused = False
+            self._wake.clear()  # an RPC's wake-up would end the pause early
+            await asyncio.sleep(RECOVERY_PAUSE)
+            return
         if len(self._inflight) < self.max_in_flight:  # else a finished one wakes us
-            due = [t for s in self._sources if (t := s.next_due_time()) is not None]
+            try:
+                due = [t for s in self._sources if (t := s.next_due_time()) is not None]
+            except Exception:
+                logger.exception("could not tell when the next delivery is due; looking again "
+                                 "in %g s", RECOVERY_PAUSE)
+                due = [datetime.now(timezone.utc) + timedelta(seconds=RECOVERY_PAUSE)]
             if due:
                 timeout = (min(due) - datetime.now(timezone.utc)).total_seconds()
                 timer = asyncio.get_running_loop().call_later(
@@ -86,16 +124,21 @@ class Dispatcher:
         except DeliveryError as exc:
             logger.info("%s %s: %s", dispatch.method, dispatch.url, exc)
         except Exception as exc:
-            # A request that cannot even be sent (a port out of range, a header value that is
-            # not ASCII...): still a failed attempt with no response. Letting it escape
-            # would leave the task in flight forever, never retried.
+            # A request that cannot be sent for any other reason (URLs and headers that never
+            # could are refused at create): still a failed attempt with no response. Letting
+            # it escape would leave the task in flight forever, never retried.
             logger.warning("%s %s: cannot send the request: %r", dispatch.method, dispatch.url,
                            exc)
-        outcome = source.finish(dispatch, status, retry_after)
+        answer = status if status is not None else "no response"
+        try:
+            outcome = source.finish(dispatch, status, retry_after).value
+        except Exception:
+            logger.exception("%s %s -> %s: the outcome could not be recorded", dispatch.method,
+                             dispatch.url, answer)
+            outcome = "not recorded"
         self._inflight.discard(asyncio.current_task())
         self.delivered += 1
-        logger.info("%s %s -> %s (%s)", dispatch.method, dispatch.url,
-                    status if status is not None else "no response", outcome.value)
+        logger.info("%s %s -> %s (%s)", dispatch.method, dispatch.url, answer, outcome)
         self.wake()
 
     async def stop(self, grace: float) -> None:

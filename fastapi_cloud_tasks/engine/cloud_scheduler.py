@@ -22,9 +22,10 @@ from google.api_core import exceptions
 from google.cloud import scheduler_v1
 
 from fastapi_cloud_tasks.engine.clock import Clock
-from fastapi_cloud_tasks.engine.cloud_tasks import Outcome
-from fastapi_cloud_tasks.engine.fields import copy_path, page
-from fastapi_cloud_tasks.engine.retry import backoff
+from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError, Outcome
+from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
+from fastapi_cloud_tasks.engine.http_target import unsendable
+from fastapi_cloud_tasks.engine.retry import backoff, later
 from fastapi_cloud_tasks.engine.task_messages import set_timestamp
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError
@@ -38,9 +39,13 @@ DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 DEFAULT_DEADLINE = timedelta(seconds=180)
 BAD_SCHEDULE = "Schedule or time zone is invalid."
 NOT_FOUND = "Job not found."
+# The values of Google's HttpMethod enum (POST, GET, HEAD, PUT, DELETE, PATCH, OPTIONS);
+# protobuf enums are open, so a client can send any number.
 _METHOD_NAMES = {
-    int(value): name for name, value in scheduler_v1.HttpMethod.__members__.items()
+    int(value): name for name, value in scheduler_v1.HttpMethod.__members__.items() if value
 }
+_POST = int(scheduler_v1.HttpMethod.POST)
+MAX_JOBS_PAGE = 500  # ListJobsRequest.page_size: "The maximum page size is 500."
 State = scheduler_v1.Job.State
 
 
@@ -107,6 +112,7 @@ class CloudSchedulerEngine:
 
     def create_job(self, request: scheduler_v1.CreateJobRequest) -> scheduler_v1.Job:
         with self._lock:
+            check_times(scheduler_v1.Job.pb(request.job), "job")
             if not LOCATION.match(request.parent):
                 raise exceptions.InvalidArgument(f"Invalid parent {request.parent!r}.")
             job = scheduler_v1.Job(request.job)
@@ -134,23 +140,24 @@ class CloudSchedulerEngine:
         with self._lock:
             jobs = [self._view(r) for name, r in sorted(self._jobs.items())
                     if name.startswith(request.parent + "/jobs/")]
-            items, token = page(jobs, request.page_size, request.page_token)
+            items, token = page(jobs, request.page_size, request.page_token,
+                                scope=f"ListJobs {request.parent}", maximum=MAX_JOBS_PAGE)
             return scheduler_v1.ListJobsResponse(jobs=items, next_page_token=token)
 
     def update_job(self, request: scheduler_v1.UpdateJobRequest) -> scheduler_v1.Job:
         """UpdateJob: never creates; changes the fields in the mask (snake_case), or every
         field the request sets; keeps the state."""
         with self._lock:
+            raw = scheduler_v1.Job.pb(request.job)
+            check_times(raw, "job")
+            check_mask(list(request.update_mask.paths), raw, "Job")
             record = self._job(request.job.name)
             job = scheduler_v1.Job(record.job)
             paths = list(request.update_mask.paths) or [
                 name for name in type(request.job).meta.fields
                 if name in request.job and name not in ("name", "state")
             ]
-            for path in paths:
-                if path.split(".")[0] not in type(job).meta.fields:
-                    raise exceptions.InvalidArgument(f"Unknown field in update_mask: {path!r}.")
-                copy_path(request.job, job, path)
+            copy_paths(raw, scheduler_v1.Job.pb(job), paths)
             job.state = record.job.state
             record.zone = _complete(job)
             record.cron = None  # the schedule or zone may have changed
@@ -248,7 +255,16 @@ class CloudSchedulerEngine:
                 self._schedule_next(record, when)
             record.retry_at = None
             record.in_flight = True
-            return self._dispatch(record, now)
+            try:
+                return self._dispatch(record, now)
+            except Exception as exc:
+                # One job must never stop every delivery: this attempt fails alone.
+                assert record.run_schedule_time is not None
+                self._record_attempt(record, record.run_schedule_time, now, None)
+                raise DispatchError(
+                    f"The request of job {record.name} could not be built; that attempt "
+                    "counts as failed without a response."
+                ) from exc
 
     def _dispatch(self, record: JobRecord, now: datetime) -> JobDispatch:
         job = scheduler_v1.Job.pb(record.job)  # raw reads: this runs on every attempt
@@ -271,7 +287,7 @@ class CloudSchedulerEngine:
                 email=target.oidc_token.service_account_email, audience=audience, now=now
             )
             headers["Authorization"] = f"Bearer {token}"
-        method = _METHOD_NAMES[target.http_method or 1]
+        method = _METHOD_NAMES[target.http_method]  # set and checked at create
         return JobDispatch(record, method, target.uri, headers, target.body,
                            job.attempt_deadline.ToTimedelta(), record.run_schedule_time, now)
 
@@ -280,36 +296,40 @@ class CloudSchedulerEngine:
     ) -> Outcome:
         """Record an attempt's result (None: no response before the attempt deadline)."""
         with self._lock:
-            now = self.clock.now()
-            record = dispatch.record
-            record.in_flight = False
-            if record.next_run is not None and record.next_run < now:
-                # Runs never overlap: occurrences that fell while this one ran are skipped.
-                self._schedule_next(record, now - timedelta(microseconds=1))
-            record.attempt_count += 1
-            job = scheduler_v1.Job.pb(record.job)
-            set_timestamp(job.last_attempt_time, dispatch.dispatch_time)
-            ok = status is not None and 200 <= status < 300
-            job.status.code = 0 if ok else 2
-            job.status.message = "" if ok else f"HTTP {status or 504}"
-            if ok or record.name not in self._jobs:
-                return Outcome.SUCCEEDED if ok else Outcome.FAILED
-            config = record.job.retry_config
-            retry_at = now + backoff(record.attempt_count, config.min_backoff_duration,
-                                     config.max_backoff_duration, config.max_doublings)
-            # "If specified with retry_count, the job will be retried until both limits are
-            # reached" (RetryConfig.max_retry_duration; 0 = no duration limit).
-            out_of_time = config.max_retry_duration <= timedelta(0) or (
-                retry_at - dispatch.schedule_time > config.max_retry_duration
-            )
-            if (
-                (record.attempt_count > config.retry_count and out_of_time)
-                or (record.next_run is not None and retry_at >= record.next_run)
-                or job.state != State.ENABLED
-            ):
-                return Outcome.FAILED  # the schedule goes on: the next occurrence still runs
-            record.retry_at = retry_at
-            return Outcome.RETRYING
+            return self._record_attempt(dispatch.record, dispatch.schedule_time,
+                                        dispatch.dispatch_time, status)
+
+    def _record_attempt(self, record: JobRecord, schedule_time: datetime,
+                        dispatch_time: datetime, status: int | None) -> Outcome:
+        now = self.clock.now()
+        record.in_flight = False
+        if record.next_run is not None and record.next_run < now:
+            # Runs never overlap: occurrences that fell while this one ran are skipped.
+            self._schedule_next(record, now - timedelta(microseconds=1))
+        record.attempt_count += 1
+        job = scheduler_v1.Job.pb(record.job)
+        set_timestamp(job.last_attempt_time, dispatch_time)
+        ok = status is not None and 200 <= status < 300
+        job.status.code = 0 if ok else 2
+        job.status.message = "" if ok else f"HTTP {status or 504}"
+        if ok or record.name not in self._jobs:
+            return Outcome.SUCCEEDED if ok else Outcome.FAILED
+        config = record.job.retry_config
+        retry_at = later(now, backoff(record.attempt_count, config.min_backoff_duration,
+                                      config.max_backoff_duration, config.max_doublings))
+        # "If specified with retry_count, the job will be retried until both limits are
+        # reached" (RetryConfig.max_retry_duration; 0 = no duration limit).
+        out_of_time = config.max_retry_duration <= timedelta(0) or (
+            retry_at - schedule_time > config.max_retry_duration
+        )
+        if (
+            (record.attempt_count > config.retry_count and out_of_time)
+            or (record.next_run is not None and retry_at >= record.next_run)
+            or job.state != State.ENABLED
+        ):
+            return Outcome.FAILED  # the schedule goes on: the next occurrence still runs
+        record.retry_at = retry_at
+        return Outcome.RETRYING
 
 
 def _complete(job: scheduler_v1.Job) -> ZoneInfo:
@@ -320,13 +340,21 @@ def _complete(job: scheduler_v1.Job) -> ZoneInfo:
     except InvalidScheduleError:
         raise exceptions.InvalidArgument(BAD_SCHEDULE) from None
     job.time_zone = job.time_zone or "UTC"
-    target = job.http_target
     if "http_target" not in job:
         raise exceptions.InvalidArgument("Only HTTP target jobs are supported here.")
+    target = scheduler_v1.Job.pb(job).http_target  # raw: an unknown enum value warns in proto-plus
     if not target.uri.startswith(("http://", "https://")):
         raise exceptions.InvalidArgument("HttpTarget.uri must start with 'http://' or 'https://'.")
-    if target.http_method == scheduler_v1.HttpMethod.HTTP_METHOD_UNSPECIFIED:
-        target.http_method = scheduler_v1.HttpMethod.POST  # type: ignore[assignment]
+    if not target.http_method:  # HTTP_METHOD_UNSPECIFIED
+        target.http_method = _POST
+    elif target.http_method not in _METHOD_NAMES:
+        raise exceptions.InvalidArgument(
+            f"HttpTarget.http_method {target.http_method} is not an HttpMethod: use one of "
+            f"{', '.join(_METHOD_NAMES.values())}."
+        )
+    problem = unsendable(target.uri, target.headers, "HttpTarget.uri")
+    if problem is not None:
+        raise exceptions.InvalidArgument(problem)
     try:
         job.retry_config = complete_retry_config(job.retry_config)
     except InvalidScheduleError as exc:

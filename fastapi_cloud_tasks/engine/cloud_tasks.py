@@ -24,10 +24,11 @@ from google.cloud import tasks_v2
 from google.longrunning import operations_pb2
 
 from fastapi_cloud_tasks.engine.clock import Clock
-from fastapi_cloud_tasks.engine.fields import copy_path, page
+from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
-from fastapi_cloud_tasks.engine.retry import backoff, retries_exhausted
+from fastapi_cloud_tasks.engine.retry import backoff, later, retries_exhausted
 from fastapi_cloud_tasks.engine.task_messages import (
+    METHOD_NAMES,
     attempt_message,
     check_http_request,
     copy_message,
@@ -37,7 +38,7 @@ from fastapi_cloud_tasks.engine.task_messages import (
 )
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 
-__all__ = ["CloudTasksEngine", "Dispatch", "Outcome", "TaskRecord"]
+__all__ = ["CloudTasksEngine", "Dispatch", "DispatchError", "Outcome", "TaskRecord"]
 
 QUEUE_MISSING = (
     "Queue does not exist. If you just created the queue, wait at least a minute for the queue "
@@ -53,6 +54,14 @@ MAX_SCHEDULE_AHEAD = timedelta(days=30)
 DEFAULT_DEADLINE = timedelta(minutes=10)
 DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 REPLACED_HEADERS = {"user-agent", "host", "content-length"}
+# ListQueuesRequest/ListTasksRequest.page_size: "The maximum page size is 9800" / "is 1000".
+MAX_QUEUES_PAGE, MAX_TASKS_PAGE = 9800, 1000
+
+
+class DispatchError(Exception):
+    """Raised by `take_due` when the engine itself failed to build one attempt's request (a
+    bug, never the task's fault). That attempt is recorded as failed without a response and
+    retried as any other; a driver logs this and goes on taking due work."""
 
 
 class Outcome(Enum):
@@ -163,6 +172,7 @@ class CloudTasksEngine:
 
     def create_queue(self, request: tasks_v2.CreateQueueRequest) -> tasks_v2.Queue:
         with self._lock:
+            check_times(tasks_v2.Queue.pb(request.queue), "queue")
             if not LOCATION.match(request.parent):
                 raise exceptions.InvalidArgument(f"Invalid parent {request.parent!r}.")
             name = request.queue.name
@@ -199,7 +209,8 @@ class CloudTasksEngine:
         with self._lock:
             queues = [q.queue for name, q in sorted(self._queues.items())
                       if name.startswith(request.parent + "/queues/")]
-            items, token = page(queues, request.page_size, request.page_token)
+            items, token = page(queues, request.page_size, request.page_token,
+                                scope=f"ListQueues {request.parent}", maximum=MAX_QUEUES_PAGE)
             return tasks_v2.ListQueuesResponse(queues=items, next_page_token=token)
 
     def update_queue(self, request: tasks_v2.UpdateQueueRequest) -> tasks_v2.Queue:
@@ -209,6 +220,9 @@ class CloudTasksEngine:
             name = request.queue.name
             if QUEUE_NAME.match(name) is None:
                 raise exceptions.InvalidArgument(f"Invalid queue name {name!r}.")
+            raw = tasks_v2.Queue.pb(request.queue)
+            check_times(raw, "queue")
+            check_mask(list(request.update_mask.paths), raw, "Queue")
             current = self._queues.get(name)
             if current is None:
                 if name in self._deleted_queues:
@@ -219,8 +233,7 @@ class CloudTasksEngine:
                 f for f in ("retry_config", "rate_limits", "stackdriver_logging_config")
                 if f in request.queue
             ]
-            for path in paths:
-                copy_path(request.queue, merged, path)
+            copy_paths(raw, tasks_v2.Queue.pb(merged), paths)
             # Output-only and derived values are recomputed from the new settings.
             merged.rate_limits.max_burst_size = 0
             stored = complete_queue(merged, max_rate=self.max_rate)
@@ -285,6 +298,7 @@ class CloudTasksEngine:
         # Raw protobuf access: proto-plus attribute access dominated the emulator's CPU.
         raw = tasks_v2.CreateTaskRequest.pb(request)
         parent = raw.parent
+        check_times(raw.task, "task")
         queue = self._queue_for_task(parent)
         task = copy_message(raw.task)
         check_http_request(task)
@@ -401,7 +415,8 @@ class CloudTasksEngine:
         with self._lock:
             self._queue(request.parent, QUEUE_MISSING)
             tasks = [task_view(r.task, request.response_view) for r in self.pending(request.parent)]
-            items, token = page(tasks, request.page_size, request.page_token)
+            items, token = page(tasks, request.page_size, request.page_token,
+                                scope=f"ListTasks {request.parent}", maximum=MAX_TASKS_PAGE)
             return tasks_v2.ListTasksResponse(tasks=items, next_page_token=token)
 
     def delete_task(self, request: tasks_v2.DeleteTaskRequest) -> None:
@@ -505,6 +520,17 @@ class CloudTasksEngine:
         queue.in_flight += 1
         record.in_flight = True
         record.version += 1  # drops its heap entry
+        try:
+            return self._request(record, now)
+        except Exception as exc:
+            # One task must never stop every queue's deliveries: this attempt fails alone.
+            self._record_attempt(record, record.schedule_time, now, None, None)
+            raise DispatchError(
+                f"The request of task {record.name} could not be built; that attempt counts "
+                "as failed without a response and the task is retried as usual."
+            ) from exc
+
+    def _request(self, record: TaskRecord, now: datetime) -> Dispatch:
         task = tasks_v2.Task.pb(record.task)
         http = task.http_request
         headers = {k: v for k, v in http.headers.items() if k.lower() not in REPLACED_HEADERS}
@@ -518,7 +544,7 @@ class CloudTasksEngine:
             headers["Authorization"] = f"Bearer {token}"
         elif http.HasField("oauth_token"):
             headers["Authorization"] = f"Bearer ya29.fake-{self._random.getrandbits(64):x}"
-        method = tasks_v2.HttpMethod(http.http_method or tasks_v2.HttpMethod.POST).name
+        method = METHOD_NAMES[http.http_method]  # set and checked at create
         deadline = (
             task.dispatch_deadline.ToTimedelta() if task.HasField("dispatch_deadline")
             else DEFAULT_DEADLINE
@@ -545,52 +571,58 @@ class CloudTasksEngine:
     ) -> Outcome:
         """Record an attempt's result: `status` None means no response before the deadline."""
         with self._lock:
-            now = self.clock.now()
-            record = dispatch.record
-            queue = self._queues.get(record.queue_name)
-            if queue is not None:
-                queue.in_flight -= 1
-            record.in_flight = False
-            record.dispatch_count += 1
-            record.previous_response = 504 if status is None else status
-            if status is not None:
-                record.response_count += 1
-                if status < 500:
-                    record.execution_count += 1
-            if record.first_attempt_time is None:
-                record.first_attempt_time = dispatch.dispatch_time
-            succeeded = status is not None and 200 <= status < 300
-            if record.name not in self._tasks:  # deleted or purged while in flight
-                return Outcome.SUCCEEDED if succeeded else Outcome.FAILED
-            if succeeded:  # the task is gone: no output fields left to keep current
-                self._remove(record)
-                return Outcome.SUCCEEDED
-            task = tasks_v2.Task.pb(record.task)
-            task.dispatch_count = record.dispatch_count
-            task.response_count = record.response_count
-            attempt = attempt_message(dispatch.schedule_time, dispatch.dispatch_time, now, status)
-            if not task.HasField("first_attempt"):
-                task.first_attempt.CopyFrom(attempt)
-            task.last_attempt.CopyFrom(attempt)
-            retry = self._retry_config(record)
-            if queue is None or retries_exhausted(
-                attempts=record.dispatch_count,
-                max_attempts=retry.max_attempts,
-                first_attempt=record.first_attempt_time,
-                max_retry_duration=retry.max_retry_duration,
-                created=record.created,
-                now=now,
-            ):
-                self._remove(record)
-                return Outcome.FAILED
-            wait = backoff(record.dispatch_count, retry.min_backoff, retry.max_backoff,
-                           retry.max_doublings)
-            if retry_after is not None and status in (429, 503):
-                wait = max(wait, retry_after)
-            record.schedule_time = now + wait
-            set_timestamp(task.schedule_time, record.schedule_time)
-            self._push(queue, record)
-            return Outcome.RETRYING
+            return self._record_attempt(dispatch.record, dispatch.schedule_time,
+                                        dispatch.dispatch_time, status, retry_after)
+
+    def _record_attempt(
+        self, record: TaskRecord, schedule_time: datetime, dispatch_time: datetime,
+        status: int | None, retry_after: timedelta | None,
+    ) -> Outcome:
+        now = self.clock.now()
+        queue = self._queues.get(record.queue_name)
+        if queue is not None:
+            queue.in_flight -= 1
+        record.in_flight = False
+        record.dispatch_count += 1
+        record.previous_response = 504 if status is None else status
+        if status is not None:
+            record.response_count += 1
+            if status < 500:
+                record.execution_count += 1
+        if record.first_attempt_time is None:
+            record.first_attempt_time = dispatch_time
+        succeeded = status is not None and 200 <= status < 300
+        if record.name not in self._tasks:  # deleted or purged while in flight
+            return Outcome.SUCCEEDED if succeeded else Outcome.FAILED
+        if succeeded:  # the task is gone: no output fields left to keep current
+            self._remove(record)
+            return Outcome.SUCCEEDED
+        task = tasks_v2.Task.pb(record.task)
+        task.dispatch_count = record.dispatch_count
+        task.response_count = record.response_count
+        attempt = attempt_message(schedule_time, dispatch_time, now, status)
+        if not task.HasField("first_attempt"):
+            task.first_attempt.CopyFrom(attempt)
+        task.last_attempt.CopyFrom(attempt)
+        retry = self._retry_config(record)
+        if queue is None or retries_exhausted(
+            attempts=record.dispatch_count,
+            max_attempts=retry.max_attempts,
+            first_attempt=record.first_attempt_time,
+            max_retry_duration=retry.max_retry_duration,
+            created=record.created,
+            now=now,
+        ):
+            self._remove(record)
+            return Outcome.FAILED
+        wait = backoff(record.dispatch_count, retry.min_backoff, retry.max_backoff,
+                       retry.max_doublings)
+        if retry_after is not None and status in (429, 503):
+            wait = max(wait, retry_after)
+        record.schedule_time = later(now, wait)
+        set_timestamp(task.schedule_time, record.schedule_time)
+        self._push(queue, record)
+        return Outcome.RETRYING
 
     def _retry_config(self, record: TaskRecord) -> tasks_v2.RetryConfig:
         if record.retry_config is not None:

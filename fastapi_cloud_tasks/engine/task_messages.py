@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from google.api_core import exceptions
 from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.engine.http_target import unsendable
+
 __all__ = [
+    "METHOD_NAMES",
     "attempt_message",
     "check_http_request",
     "copy_message",
@@ -24,6 +26,11 @@ __all__ = [
 BODY_METHODS = {int(tasks_v2.HttpMethod.POST), int(tasks_v2.HttpMethod.PUT),
                 int(tasks_v2.HttpMethod.PATCH)}
 _POST = int(tasks_v2.HttpMethod.POST)
+# POST, GET, HEAD, PUT, DELETE, PATCH, OPTIONS: the values of Google's HttpMethod enum. Protobuf
+# enums are open, so a client can send any number (gRPC, or REST `"httpMethod": 99`).
+METHOD_NAMES = {
+    int(value): name for name, value in tasks_v2.HttpMethod.__members__.items() if value
+}
 _FULL = int(tasks_v2.Task.View.FULL)
 _BASIC = int(tasks_v2.Task.View.BASIC)
 RESERVED_HEADER_PREFIXES = ("x-google-", "x-appengine-")
@@ -54,25 +61,28 @@ def check_http_request(task: Any) -> None:
     http = task.http_request
     if not http.url.startswith(("http://", "https://")):
         raise exceptions.InvalidArgument("HttpTarget.url must start with 'http://' or 'https://'.")
-    try:
-        host = urlsplit(http.url).hostname
-    except ValueError:
-        host = None
-    if not host:
-        raise exceptions.InvalidArgument(f"HttpTarget.url {http.url!r} is not a valid URL.")
     if len(http.url) > 2083:
         raise exceptions.InvalidArgument("HttpTarget.url must be at most 2083 characters long.")
     if not http.http_method:  # HTTP_METHOD_UNSPECIFIED
         http.http_method = _POST
+    elif http.http_method not in METHOD_NAMES:
+        raise exceptions.InvalidArgument(
+            f"HttpRequest.http_method {http.http_method} is not an HttpMethod: use one of "
+            f"{', '.join(METHOD_NAMES.values())}."
+        )
     if http.body and http.http_method not in BODY_METHODS:
         raise exceptions.InvalidArgument(
             "Body can only be set for POST, PUT or PATCH HTTP requests."
         )
-    for header in http.headers:
+    headers = dict(http.headers)  # reading the protobuf map once costs less than thrice
+    for header in headers:
         if header.lower().startswith(RESERVED_HEADER_PREFIXES):
             raise exceptions.InvalidArgument(f"Header {header!r} is reserved.")
-    if sum(len(k) + len(v) for k, v in http.headers.items()) > 80 * 1024:
+    if sum(map(len, headers)) + sum(map(len, headers.values())) > 80 * 1024:
         raise exceptions.InvalidArgument("Headers must be smaller than 80 KB in total.")
+    problem = unsendable(http.url, headers, "HttpTarget.url")
+    if problem is not None:
+        raise exceptions.InvalidArgument(problem)
 
 
 def task_view(task: tasks_v2.Task, view: int) -> tasks_v2.Task:

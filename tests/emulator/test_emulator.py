@@ -556,19 +556,16 @@ def test_bad_input_is_answered_and_the_server_keeps_serving(
     assert delivery.headers["x-cloudtasks-queuename"] == short(queue_name)
 
 
-@pytest.mark.parametrize(("url", "headers"), [
-    pytest.param("http://127.0.0.1:99999/x", {}, id="port-out-of-range"),
-    pytest.param("http://bad host/x", {}, id="unresolvable-host"),
-    pytest.param("{target}/x", {"X-Note": "caf\u00e9"}, id="non-ascii-header-value"),
-])
 def test_a_request_that_cannot_be_sent_is_a_failed_attempt_not_a_stuck_task(
     emulator: EmulatorProcess, tasks: tasks_v2.CloudTasksClient, target: Target,
-    queue_name: str, prefix: str, url: str, headers: dict[str, str],
+    queue_name: str, prefix: str,
 ) -> None:
+    # A valid URL no request reaches (what could never be sent is refused at create: see
+    # test_emulator_bad_input.py).
     make_queue(tasks, queue_name, retry_config=tasks_v2.RetryConfig(
         max_attempts=2, min_backoff=timedelta(seconds=0.05), max_backoff=timedelta(seconds=0.1)))
     created = tasks.create_task(parent=queue_name, task=http_task(
-        url.format(target=target.url(prefix)), headers=headers))
+        "http://unresolvable.invalid/x"))
 
     # Two attempts without a response, then dropped: it must not stay "in flight" forever.
     eventually(task_gone(tasks, created.name), timeout=5)
