@@ -157,6 +157,11 @@ def _json_object(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except ValueError as exc:  # bad UTF-8 too
         raise exceptions.InvalidArgument(f"Invalid JSON payload received. {exc}.") from exc
+    except RecursionError:  # arrays or objects nested deeper than Python's stack allows
+        raise exceptions.InvalidArgument(
+            "Invalid JSON payload received. It is nested too deeply: no request message of "
+            "this API is more than a few levels deep."
+        ) from None
     if not isinstance(document, dict):
         raise exceptions.InvalidArgument(
             "Invalid JSON payload received. The body must be a JSON object, got "

@@ -264,6 +264,28 @@ def plain_http(emulator: EmulatorProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.mark.usefixtures("no_traceback")
+@pytest.mark.parametrize("body", [
+    pytest.param(b'{"task": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", id="arrays"),
+    pytest.param(b'{"task": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_000 + b"}",
+                 id="objects"),
+])
+def test_json_nested_50000_deep_is_400_invalid_argument(
+    plain_http: httpx.Client, tasks: tasks_v2.CloudTasksClient, target: Target,
+    queue_name: str, prefix: str, body: bytes,
+) -> None:
+    tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
+
+    response = plain_http.post(f"/v2/{queue_name}/tasks", content=body,
+                               headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"].startswith("Invalid JSON payload received. It is nested too deeply")
+    delivered_after(tasks, target, queue_name, prefix)
+
+
+@pytest.mark.usefixtures("no_traceback")
 def test_an_unknown_http_method_number_in_json_is_400_invalid_argument(
     plain_http: httpx.Client, tasks: tasks_v2.CloudTasksClient, target: Target,
     queue_name: str, prefix: str,
