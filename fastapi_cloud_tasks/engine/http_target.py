@@ -82,7 +82,11 @@ def unsendable(url: str, headers: Mapping[str, str], url_field: str = "URL") -> 
     """Why no HTTP request could carry this URL and these headers (a sentence naming the bad
     value, the URL called `url_field`), or None. Checked when a task or job is created, so
     what could never be sent is refused at once instead of failing every attempt (the
-    library's `.delay()` refuses the same values before calling the API)."""
+    library's `.delay()` refuses the same values before calling the API).
+
+    Google's HttpRequest.url: "Cloud Tasks will encode some characters for safety and
+    compatibility", so a path or query with spaces or non-ASCII is percent-encoded
+    (`split_url`); what no encoding mends (the host, the port, a header line) is refused."""
     try:
         split_url(url)
     except ValueError as exc:
