@@ -13,7 +13,9 @@ __all__ = ["ACCEPT_ENCODING", "CODECS", "MessageTooLarge", "compress", "decompre
 
 # zlib's window bits: 31 is the gzip container (RFC 1952), 15 the zlib one (RFC 1950).
 CODECS = {b"gzip": 31, b"deflate": 15}
-ACCEPT_ENCODING = b"identity, deflate, gzip"
+# No spaces, as grpc's own servers write it: grpc-js splits the list on "," alone, so
+# " gzip" would not name gzip and it would stop compressing for the whole channel.
+ACCEPT_ENCODING = b"identity,deflate,gzip"
 COMPRESS_FROM = 256  # answers smaller than this go as they are (the flag says so)
 
 

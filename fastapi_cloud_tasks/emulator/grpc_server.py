@@ -251,7 +251,7 @@ class GrpcServer:
         if encoding not in CODECS:
             return status_response(UNIMPLEMENTED, (
                 f"{name}: the compression {encoding.decode('latin-1')!r} is not supported; "
-                f"use one of {ACCEPT_ENCODING.decode()}."), _ACCEPTS)
+                f"use one of {ACCEPT_ENCODING.decode().replace(',', ', ')}."), _ACCEPTS)
         try:
             return decompress(encoding, data, MAX_MESSAGE)
         except MessageTooLarge:
