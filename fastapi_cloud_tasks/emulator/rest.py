@@ -162,6 +162,11 @@ def _json_object(body: bytes) -> dict[str, Any]:
             "Invalid JSON payload received. It is nested too deeply: no request message of "
             "this API is more than a few levels deep."
         ) from None
+    if document == "":
+        # The empty message as Node's REST transport writes it: google-gax's transcode() sends
+        # JSON.stringify('') for a body field with nothing left in it (an UpdateQueue whose
+        # queue has only the name the path carries, to reset the masked fields).
+        return {}
     if not isinstance(document, dict):
         raise exceptions.InvalidArgument(
             "Invalid JSON payload received. The body must be a JSON object, got "

@@ -203,6 +203,8 @@ def test_queues_create_get_list_update_pause_resume_purge_delete(run: dict[str, 
     # Only the masked field changed (max_concurrent_dispatches was sent as 99).
     assert queues["updated"]["rateLimits"] == {
         "maxDispatchesPerSecond": 7, "maxBurstSize": 7, "maxConcurrentDispatches": 1000}
+    assert queues["reset"]["retryConfig"]["maxAttempts"] == 100  # the default again
+    assert queues["reset"]["rateLimits"]["maxDispatchesPerSecond"] == 7
     assert queues["paused"]["state"] == "PAUSED"
     assert queues["resumed"]["state"] == "RUNNING"
     assert (queues["tasks_before_purge"], queues["tasks_after_purge"]) == (1, 0)
@@ -290,6 +292,7 @@ def test_jobs_create_get_list_update_pause_resume_run_delete(run: dict[str, Any]
     # The mask names only the description: the schedule sent beside it is ignored.
     assert (jobs["updated"]["description"], jobs["updated"]["schedule"]) == (
         "updated by node", "0 0 1 1 *")
+    assert (jobs["cleared"]["description"], jobs["cleared"]["schedule"]) == ("", "0 0 1 1 *")
     assert jobs["paused"]["state"] == "PAUSED"
     assert jobs["pause_again"] == expected_error(run, grpc.StatusCode.FAILED_PRECONDITION,
                                                  "Only an ENABLED job can be paused.")

@@ -339,6 +339,21 @@ def test_update_queue_masks_take_either_spelling(
     assert queue.rate_limits.max_concurrent_dispatches == 1000  # not in the mask
 
 
+def test_an_empty_string_body_is_the_empty_message(
+    rest_tasks: tasks_v2.CloudTasksClient, plain_http: httpx.Client, queue_name: str
+) -> None:
+    """Node's REST transport sends `""` for a body field with nothing but the path's name:
+    here an UpdateQueue resetting the masked retry config to its defaults."""
+    rest_tasks.create_queue(parent=LOCATION, queue=tasks_v2.Queue(
+        name=queue_name, retry_config=tasks_v2.RetryConfig(max_attempts=3)))
+
+    response = plain_http.patch(f"/v2/{queue_name}", params={"updateMask": "retry_config"},
+                                content=b'""', headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 200, response.text
+    assert rest_tasks.get_queue(name=queue_name).retry_config.max_attempts == 100
+
+
 @pytest.mark.parametrize("mask", ["attempt_deadline,description", "attemptDeadline,description"],
                          ids=["snake_case", "camelCase"])
 def test_update_job_masks_take_either_spelling(

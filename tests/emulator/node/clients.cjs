@@ -94,6 +94,9 @@ async function queues() {
     queue: {name, rateLimits: {maxDispatchesPerSecond: 7, maxConcurrentDispatches: 99}},
     updateMask: {paths: ['rate_limits.max_dispatches_per_second']}});
   out.updated = plain(updated);
+  // A masked field left unset is reset; over REST gax sends this queue as the body `""`.
+  out.reset = plain((await tasks.updateQueue({
+    queue: {name}, updateMask: {paths: ['retry_config']}}))[0]);
   out.paused = plain((await tasks.pauseQueue({name}))[0]);
   out.resumed = plain((await tasks.resumeQueue({name}))[0]);
   await tasks.pauseQueue({name});  // keeps the task below from being delivered
@@ -165,6 +168,8 @@ async function jobs() {
     job: {name, description: 'updated by node', schedule: '5 0 1 1 *'},
     updateMask: {paths: ['description']}});
   out.updated = plain(updated);
+  out.cleared = plain((await scheduler.updateJob({
+    job: {name}, updateMask: {paths: ['description']}}))[0]);  // REST body `""` too
   out.paused = plain((await scheduler.pauseJob({name}))[0]);
   out.pause_again = await raised(scheduler.pauseJob({name}));
   out.resumed = plain((await scheduler.resumeJob({name}))[0]);
