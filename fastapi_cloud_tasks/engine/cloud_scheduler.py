@@ -9,6 +9,7 @@ once, at the first of the two; jobs with `*` in the minute or hour field run by 
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import threading
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError, Outcome
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.http_target import unsendable
 from fastapi_cloud_tasks.engine.retry import backoff, later
-from fastapi_cloud_tasks.engine.task_messages import set_timestamp
+from fastapi_cloud_tasks.engine.task_messages import grpc_code, set_timestamp
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError
 from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone, complete_retry_config
@@ -100,6 +101,7 @@ class CloudSchedulerEngine:
         self.on_ready = on_ready
         self._jobs: dict[str, JobRecord] = {}
         self._seq = itertools.count()
+        self._random = random.Random()
         self._lock = threading.RLock()
 
     @property
@@ -116,6 +118,12 @@ class CloudSchedulerEngine:
             if not LOCATION.match(request.parent):
                 raise exceptions.InvalidArgument(f"Invalid parent {request.parent!r}.")
             job = scheduler_v1.Job(request.job)
+            if not job.name:
+                # CreateJobRequest.job: "If a name is not specified then the system will
+                # generate a random unique name that will be returned (name) in the response."
+                # The id's shape is undocumented; we use 20 random decimal digits, as Cloud
+                # Tasks does for the task ids it generates.
+                job.name = f"{request.parent}/jobs/{self._random.randrange(10**20):020d}"
             parent, _, job_id = job.name.rpartition("/jobs/")
             if parent != request.parent or not JOB_ID.match(job_id):
                 raise exceptions.InvalidArgument(
@@ -310,7 +318,11 @@ class CloudSchedulerEngine:
         job = scheduler_v1.Job.pb(record.job)
         set_timestamp(job.last_attempt_time, dispatch_time)
         ok = status is not None and 200 <= status < 300
-        job.status.code = 0 if ok else 2
+        # Job.status: "The response from the target for the last attempted execution", a
+        # google.rpc.Status: the HTTP status mapped to its code as Cloud Tasks maps it for
+        # Attempt.response_status (404 NOT_FOUND, 503 UNAVAILABLE...); no response before the
+        # attempt deadline is DEADLINE_EXCEEDED.
+        job.status.code = 0 if ok else grpc_code(status) if status is not None else 4
         job.status.message = "" if ok else f"HTTP {status or 504}"
         if ok or record.name not in self._jobs:
             return Outcome.SUCCEEDED if ok else Outcome.FAILED

@@ -113,9 +113,18 @@ def attempt_message(
 
 
 def grpc_code(status: int) -> int:
+    """The google.rpc code of an HTTP status, by the HTTP mappings of google/rpc/code.proto
+    as api_core's exception classes hold them: 404 NOT_FOUND; 403, 401, 429 and 504 through
+    the one gRPC class under their HTTP class (PERMISSION_DENIED, UNAUTHENTICATED,
+    RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED); UNKNOWN where no single code is mapped (3xx, 409).
+    Cloud Tasks' Attempt.response_status and Cloud Scheduler's Job.status both use it."""
     exc_class = exceptions.exception_class_for_http_status(status)
-    grpc_code = getattr(exc_class, "grpc_status_code", None)
-    return int(grpc_code.value[0]) if grpc_code is not None else 2  # UNKNOWN
+    code = getattr(exc_class, "grpc_status_code", None)
+    if code is None:
+        mapped = [sub.grpc_status_code for sub in exc_class.__subclasses__()
+                  if getattr(sub, "grpc_status_code", None) is not None]
+        code = mapped[0] if len(mapped) == 1 else None
+    return int(code.value[0]) if code is not None else 2  # UNKNOWN
 
 
 def overlay_queue(template: tasks_v2.Queue, queue: tasks_v2.Queue) -> tasks_v2.Queue:

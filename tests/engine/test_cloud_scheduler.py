@@ -418,6 +418,23 @@ def test_any_non_2xx_status_is_a_failure(
     assert job.last_attempt_time == utc(2026, 4, 1, 1)
 
 
+@pytest.mark.parametrize(("status", "code"), [
+    (404, exceptions.NotFound.grpc_status_code), (403, exceptions.PermissionDenied.grpc_status_code),
+    (429, exceptions.ResourceExhausted.grpc_status_code),
+    (500, exceptions.InternalServerError.grpc_status_code),
+    (503, exceptions.ServiceUnavailable.grpc_status_code),
+    (None, exceptions.DeadlineExceeded.grpc_status_code),
+])
+def test_a_failed_attempts_status_is_the_http_status_as_a_grpc_code(
+    engine: CloudSchedulerEngine, clock: VirtualClock, client: scheduler_v1.CloudSchedulerClient,
+    status: int | None, code: Any,
+) -> None:
+    # The mapping Cloud Tasks uses for Attempt.response_status: NOT_FOUND for 404, not UNKNOWN.
+    create(client, schedule="0 * * * *")
+    drive(engine, clock, utc(2026, 4, 1, 1, 30), respond=status)
+    assert client.get_job(name=job_name()).status.code == code.value[0]
+
+
 @pytest.mark.parametrize("status", [200, 201, 204, 299])
 def test_any_2xx_status_is_a_success(
     engine: CloudSchedulerEngine, clock: VirtualClock, client: scheduler_v1.CloudSchedulerClient,
@@ -895,7 +912,6 @@ def test_retry_count_bounds_are_allowed(
         (LOCATION, f"{OTHER_LOCATION}/jobs/j", f"must be {LOCATION}/jobs/JOB_ID"),
         (LOCATION, f"{LOCATION}/jobs/bad.id", f"must be {LOCATION}/jobs/JOB_ID"),
         (LOCATION, f"{LOCATION}/jobs/{'x' * 501}", f"must be {LOCATION}/jobs/JOB_ID"),
-        (LOCATION, "", f"must be {LOCATION}/jobs/JOB_ID"),
     ],
 )
 def test_bad_parents_and_job_names_are_invalid_argument(
@@ -905,6 +921,21 @@ def test_bad_parents_and_job_names_are_invalid_argument(
     job.name = name
     with pytest.raises(exceptions.InvalidArgument, match=re.escape(message)):
         client.create_job(parent=parent, job=job)
+
+
+def test_a_job_without_a_name_gets_a_generated_one_under_the_parent(
+    client: scheduler_v1.CloudSchedulerClient,
+) -> None:
+    # Google's sample creates a job with no name and deletes it by the id it was given.
+    job = make_job()
+    job.name = ""
+    first = client.create_job(parent=LOCATION, job=job)
+    second = client.create_job(parent=LOCATION, job=job)
+    assert re.fullmatch(rf"{LOCATION}/jobs/[0-9]{{20}}", first.name)
+    assert first.name != second.name
+    assert client.get_job(name=first.name).name == first.name
+    client.delete_job(name=first.name)
+    assert [j.name for j in client.list_jobs(parent=LOCATION)] == [second.name]
 
 
 def test_a_500_character_job_id_is_allowed(client: scheduler_v1.CloudSchedulerClient) -> None:
