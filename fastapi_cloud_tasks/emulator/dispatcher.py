@@ -1,10 +1,12 @@
-"""Delivering due tasks and job runs over real HTTP, on the real clock, concurrently.
+"""Delivering due tasks and job runs over real HTTP, concurrently.
 
 Each engine says what is due and when (rate limits and `max_concurrent_dispatches` included);
 the dispatcher sleeps until then or until an RPC changes the picture, starts every due attempt
 as its own asyncio task (a slow worker never holds up the others) and reports each outcome
-back to its engine. `dispatch_deadline` is the request timeout; a timeout is a failed attempt
-the next try sees as `504`.
+back to its engine. It reads time and sets its timers on the engines' clock: the real one in
+the emulator, a `VirtualClock` in tests that prove nothing is sent without sleeping.
+`dispatch_deadline` is the request timeout (on real time); a timeout is a failed attempt the
+next try sees as `504`.
 
 No failure of one attempt stops the loop: whatever goes wrong building, sending or recording
 it is logged with its traceback and costs that attempt alone (the engine records it as failed
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from fastapi_cloud_tasks.emulator.http_delivery import DeliveryError, HttpDelivery
+from fastapi_cloud_tasks.engine.clock import SystemClock, TimerClock
 from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError
 from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
 
@@ -36,8 +39,10 @@ class Source(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, sources: list[Source], max_in_flight: int = 64) -> None:
+    def __init__(self, sources: list[Source], max_in_flight: int = 64, *,
+                 clock: TimerClock | None = None) -> None:
         self._sources = sources
+        self.clock = clock or SystemClock()  # the engines' own: due times are on it
         # One laptop process is not Google's fleet: past a few dozen parallel requests a
         # local worker only slows down, so attempts wait here (still due) beyond this many.
         self.max_in_flight = max_in_flight
@@ -47,6 +52,12 @@ class Dispatcher:
         self._stopping = False
         self._paused = False  # an engine error this round: wait RECOVERY_PAUSE at least
         self.delivered = 0
+        self.rounds = 0  # looks for due work so far: a test on a virtual clock waits on it
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts started and not yet answered."""
+        return len(self._inflight)
 
     def wake(self) -> None:
         """Something changed (a task created, a queue resumed...): look again."""
@@ -57,6 +68,7 @@ class Dispatcher:
             self._wake.clear()
             for source in self._sources:
                 self._start_due(source)
+            self.rounds += 1
             await self._sleep()
 
     def _start_due(self, source: Source) -> None:
@@ -90,7 +102,9 @@ class Dispatcher:
         if self._paused:
             self._paused = False
             self._wake.clear()  # an RPC's wake-up would end the pause early
-            await asyncio.sleep(RECOVERY_PAUSE)
+            resume = asyncio.Event()
+            self.clock.call_later(RECOVERY_PAUSE, resume.set)
+            await resume.wait()
             return
         if len(self._inflight) < self.max_in_flight:  # else a finished one wakes us
             try:
@@ -98,12 +112,10 @@ class Dispatcher:
             except Exception:
                 logger.exception("could not tell when the next delivery is due; looking again "
                                  "in %g s", RECOVERY_PAUSE)
-                due = [datetime.now(timezone.utc) + timedelta(seconds=RECOVERY_PAUSE)]
+                due = [self.clock.now() + timedelta(seconds=RECOVERY_PAUSE)]
             if due:
-                timeout = (min(due) - datetime.now(timezone.utc)).total_seconds()
-                timer = asyncio.get_running_loop().call_later(
-                    min(max(0.0, timeout), 60.0), self._wake.set
-                )
+                timeout = (min(due) - self.clock.now()).total_seconds()
+                timer = self.clock.call_later(min(max(0.0, timeout), 60.0), self._wake.set)
         await self._wake.wait()
         if timer is not None:
             timer.cancel()

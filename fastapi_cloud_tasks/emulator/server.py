@@ -20,7 +20,7 @@ from fastapi_cloud_tasks.emulator.http_server import HttpResponse, HttpServer, R
 from fastapi_cloud_tasks.emulator.quiet_log import RepeatLimiter, install_loop_handler
 from fastapi_cloud_tasks.emulator.rest import add_rest_routes
 from fastapi_cloud_tasks.emulator.rpcs import SCHEDULER, TASKS
-from fastapi_cloud_tasks.engine.clock import SystemClock
+from fastapi_cloud_tasks.engine.clock import SystemClock, TimerClock
 from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
 from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
@@ -53,18 +53,19 @@ class Emulator:
         allowed_hosts: Iterable[str] = (),
         http_limits: Limits = HTTP_LIMITS,
         grpc_limits: Limits | None = None,
+        clock: TimerClock | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.http_port = port + 1 if http_port is None and port else (http_port or 0)
-        clock = SystemClock()
+        clock = clock or SystemClock()  # a test's VirtualClock moves every due time at once
         self.tokens = TokenIssuer()
         self.tasks = CloudTasksEngine(clock, max_rate=max_rate, tokens=self.tokens,
                                       name_reservation=name_reservation)
         self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens)
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
-        self.dispatcher = Dispatcher([self.tasks, self.scheduler], max_in_flight)
+        self.dispatcher = Dispatcher([self.tasks, self.scheduler], max_in_flight, clock=clock)
         self._grpc_server = GrpcServer([(TASKS, self.tasks), (SCHEDULER, self.scheduler)],
                                        grpc_limits)
         self.allowed_hosts = tuple(allowed_hosts)
