@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="PATH[,key=value...]",
                         help="create a queue at start, e.g. projects/p/locations/l/queues/q,"
                         "rate=10,max_attempts=5 (keys: " + ", ".join(QUEUE_SETTINGS) + ")")
+    parser.add_argument("--auto-create-queues", action="store_true",
+                        help="let CreateTask into a queue nobody created create it with the "
+                        "defaults; by default it is NOT_FOUND, as on Google (the library's "
+                        ".delay() creates its queue first unless auto_create_queue=False)")
     parser.add_argument("--max-rate", type=float, default=500.0,
                         help="highest max_dispatches_per_second accepted (Google: 500)")
     parser.add_argument("--max-in-flight", type=int, default=64, metavar="N",
@@ -158,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         emulator = Emulator(args.host, args.port, http_port=args.http_port, queues=args.queue,
+                            auto_create_queues=args.auto_create_queues,
                             max_rate=args.max_rate, max_in_flight=args.max_in_flight,
                             allowed_hosts=args.allow_host, grpc_limits=grpc_limits,
                             http_limits=http_limits)

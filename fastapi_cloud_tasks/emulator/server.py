@@ -47,6 +47,7 @@ class Emulator:
         *,
         http_port: int | None = None,
         queues: list[tasks_v2.Queue] | None = None,
+        auto_create_queues: bool = False,
         max_rate: float = 500.0,
         name_reservation: timedelta = timedelta(hours=24),
         max_in_flight: int = 64,
@@ -60,8 +61,11 @@ class Emulator:
         self.http_port = port + 1 if http_port is None and port else (http_port or 0)
         clock = clock or SystemClock()  # a test's VirtualClock moves every due time at once
         self.tokens = TokenIssuer()
+        # Google answers CreateTask into a queue nobody created with NOT_FOUND; auto-creation
+        # is the --auto-create-queues opt-in (the library's .delay() creates its queue).
         self.tasks = CloudTasksEngine(clock, max_rate=max_rate, tokens=self.tokens,
-                                      name_reservation=name_reservation)
+                                      name_reservation=name_reservation,
+                                      auto_create_queues=auto_create_queues)
         self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens)
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))

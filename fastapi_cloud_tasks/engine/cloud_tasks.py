@@ -26,6 +26,7 @@ from google.longrunning import operations_pb2
 from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
+from fastapi_cloud_tasks.engine.queue_filter import queue_filter
 from fastapi_cloud_tasks.engine.retry import backoff, later, retries_exhausted
 from fastapi_cloud_tasks.engine.task_messages import (
     METHOD_NAMES,
@@ -125,7 +126,8 @@ class CloudTasksEngine:
     """In-memory Cloud Tasks. Thread-safe; time comes from `clock`.
 
     `auto_create_queues`: a task sent to a queue nobody created creates it with the defaults
-    (in production terraform or the builder made it); a deleted queue stays NotFound.
+    (in production terraform or the builder made it); a deleted queue stays NotFound. Off,
+    such a task is NOT_FOUND, as on Google: the emulator's default, the harness's `strict`.
     `on_ready`: called when a task may have become due sooner than the driver last heard (a
     task created or retried on a running queue, a queue resumed or updated, a RunTask), so a
     driver sleeping until the next due time can look again. It must not block.
@@ -207,10 +209,14 @@ class CloudTasksEngine:
 
     def list_queues(self, request: tasks_v2.ListQueuesRequest) -> tasks_v2.ListQueuesResponse:
         with self._lock:
+            matches = queue_filter(request.filter)  # refused before anything is listed
             queues = [q.queue for name, q in sorted(self._queues.items())
-                      if name.startswith(request.parent + "/queues/")]
+                      if name.startswith(request.parent + "/queues/") and (
+                          matches is None or matches(tasks_v2.Queue.pb(q.queue)))]
+            # "It is an error to switch the value of the filter while iterating through pages."
             items, token = page(queues, request.page_size, request.page_token,
-                                scope=f"ListQueues {request.parent}", maximum=MAX_QUEUES_PAGE)
+                                scope=f"ListQueues {request.parent} {request.filter}",
+                                maximum=MAX_QUEUES_PAGE)
             return tasks_v2.ListQueuesResponse(queues=items, next_page_token=token)
 
     def update_queue(self, request: tasks_v2.UpdateQueueRequest) -> tasks_v2.Queue:
@@ -292,9 +298,10 @@ class CloudTasksEngine:
 
     def _prepare(
         self, request: tasks_v2.CreateTaskRequest, now: datetime
-    ) -> tuple[_Queue, Any, datetime, tasks_v2.RetryConfig | None]:
-        """Every create-time check, changing nothing: the stored task (raw protobuf), its
-        first schedule time and its own completed retry config, if it has one."""
+    ) -> tuple[_Queue | None, Any, datetime, tasks_v2.RetryConfig | None]:
+        """Every create-time check, changing nothing: the queue (None: one to auto-create on
+        commit), the stored task (raw protobuf), its first schedule time and its own completed
+        retry config, if it has one. A task refused here leaves no queue behind."""
         # Raw protobuf access: proto-plus attribute access dominated the emulator's CPU.
         raw = tasks_v2.CreateTaskRequest.pb(request)
         parent = raw.parent
@@ -329,12 +336,14 @@ class CloudTasksEngine:
         return queue, task, when, retry
 
     def _commit(
-        self, request: tasks_v2.CreateTaskRequest, queue: _Queue, task: Any, when: datetime,
-        retry: tasks_v2.RetryConfig | None,
+        self, request: tasks_v2.CreateTaskRequest, queue: _Queue | None, task: Any,
+        when: datetime, retry: tasks_v2.RetryConfig | None,
     ) -> tasks_v2.Task:
         now = self.clock.now()
         set_timestamp(task.create_time, now.replace(microsecond=0))
         raw = tasks_v2.CreateTaskRequest.pb(request)
+        if queue is None:  # auto-created now that the task passed every check
+            queue = self._queues.get(raw.parent) or self._add_queue(tasks_v2.Queue(name=raw.parent))
         record = TaskRecord(task=tasks_v2.Task.wrap(task), request=request,
                             seq=next(self._seq), created=now, name=task.name,
                             queue_name=raw.parent, schedule_time=when, retry_config=retry)
@@ -376,7 +385,8 @@ class CloudTasksEngine:
             )
             return operation
 
-    def _queue_for_task(self, parent: str) -> _Queue:
+    def _queue_for_task(self, parent: str) -> _Queue | None:
+        """The task's queue; None for one `_commit` auto-creates."""
         queue = self._queues.get(parent)
         if queue is not None:
             return queue
@@ -386,7 +396,7 @@ class CloudTasksEngine:
             )
         if not self.auto_create_queues or parent in self._deleted_queues:
             raise exceptions.NotFound(QUEUE_MISSING)
-        return self._add_queue(tasks_v2.Queue(name=parent))
+        return None
 
     def _check_new_name(self, name: str, parent: str, now: datetime) -> None:
         queue_part, _, task_id = name.rpartition("/tasks/")

@@ -28,8 +28,11 @@ def _start(args: list[str], log_dir: Path) -> EmulatorProcess:
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    """One emulator for the tests that use fresh queues; it must stop cleanly at the end."""
-    process = _start(["--max-rate", "100000", "-v"], tmp_path_factory.mktemp("emulator"))
+    """One emulator for the tests that use fresh queues; it must stop cleanly at the end.
+    Their tasks go to queues nobody created, so it auto-creates them (Google's NOT_FOUND, the
+    default, is tested on emulators of their own)."""
+    process = _start(["--max-rate", "100000", "--auto-create-queues", "-v"],
+                     tmp_path_factory.mktemp("emulator"))
     yield process
     code = process.terminate()
     assert code == 0, f"the shared emulator stopped with {code}:\n{process.log()[-4000:]}"
@@ -118,7 +121,8 @@ def ident(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def queue_name(ident: str) -> str:
-    """A queue path nobody else uses (not created: tasks auto-create it, or the test does)."""
+    """A queue path nobody else uses (not created: on the shared emulator tasks auto-create
+    it, or the test does)."""
     return f"{LOCATION}/queues/{ident}"
 
 

@@ -59,7 +59,7 @@ def test_a_bad_queue_argument_is_a_usage_error(
 def test_max_in_flight_bounds_the_requests_open_at_once_and_the_rest_still_go(
     start_emulator: StartEmulator, target: Target, queue_name: str, prefix: str
 ) -> None:
-    emulator = start_emulator("--max-in-flight", "2", "-q")
+    emulator = start_emulator("--max-in-flight", "2", "--auto-create-queues", "-q")
     client = emulator.tasks_client()
     for index in range(4):
         client.create_task(parent=queue_name,
@@ -87,7 +87,7 @@ def test_max_in_flight_below_one_is_a_usage_error(capsys: pytest.CaptureFixture[
 def test_a_signal_stops_the_emulator_gracefully_after_the_delivery_in_flight(
     start_emulator: StartEmulator, target: Target, queue_name: str, prefix: str, sig: int
 ) -> None:
-    emulator = start_emulator()
+    emulator = start_emulator("--auto-create-queues")
     client = emulator.tasks_client()
     client.create_task(parent=queue_name,
                        task=http_task(target.url(f"{prefix}/slow?sleep=1.5")))

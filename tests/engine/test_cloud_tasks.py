@@ -571,6 +571,58 @@ def test_list_queues_lists_those_of_the_location_in_pages(
     assert len(list(pager.pages)) == 2
 
 
+def filtered(client: tasks_v2.CloudTasksClient, text: str, **kwargs: Any) -> list[str]:
+    request = tasks_v2.ListQueuesRequest(parent=LOCATION, filter=text, **kwargs)
+    return [q.name.rsplit("/", 1)[1] for q in client.list_queues(request=request)]
+
+
+def test_list_queues_filter_keeps_the_queues_that_match(client: tasks_v2.CloudTasksClient) -> None:
+    # ListQueuesRequest.filter: "Sample filter "state: PAUSED"", in the Logging filter syntax.
+    make_queue(client, name=f"{LOCATION}/queues/fast",
+               rate_limits=tasks_v2.RateLimits(max_dispatches_per_second=100))
+    make_queue(client, name=f"{LOCATION}/queues/slow",
+               rate_limits=tasks_v2.RateLimits(max_dispatches_per_second=1))
+    make_queue(client, name=f"{LOCATION}/queues/held")
+    client.pause_queue(name=f"{LOCATION}/queues/held")
+    client.pause_queue(name=f"{LOCATION}/queues/slow")
+
+    assert filtered(client, "state: PAUSED") == ["held", "slow"]
+    assert filtered(client, "state:RUNNING") == ["fast"]
+    assert filtered(client, "state = PAUSED AND rate_limits.max_dispatches_per_second < 10") == [
+        "slow"]
+    assert filtered(client, "NOT state: PAUSED OR rateLimits.maxDispatchesPerSecond = 1") == [
+        "fast", "slow"]
+    assert filtered(client, 'name: "/queues/f" OR (state != RUNNING name:held)') == [
+        "fast", "held"]
+    assert filtered(client, "state: paused", page_size=1) == ["held", "slow"]  # two pages
+    assert filtered(client, "   ") == ["fast", "held", "slow"]
+
+
+@pytest.mark.parametrize("text", [
+    "state", "state: SLEEPING", "no_such_field = 1", "rate_limits > 1", "(state: PAUSED",
+    "retry_config.max_attempts > many", "state: PAUSED )", "state ~ PAUSED",
+])
+def test_list_queues_refuses_a_filter_it_cannot_evaluate(
+    client: tasks_v2.CloudTasksClient, text: str,
+) -> None:
+    make_queue(client)
+    with pytest.raises(exceptions.InvalidArgument, match=re.escape(f"filter {text!r}")):
+        filtered(client, text)
+
+
+def test_a_page_token_does_not_carry_over_to_another_filter(
+    client: tasks_v2.CloudTasksClient,
+) -> None:
+    for index in range(3):
+        make_queue(client, name=f"{LOCATION}/queues/q{index}")
+    first = client.list_queues(request=tasks_v2.ListQueuesRequest(
+        parent=LOCATION, filter="state: RUNNING", page_size=1))
+    token = first.next_page_token
+    with pytest.raises(exceptions.InvalidArgument, match="page_token"):
+        client.list_queues(request=tasks_v2.ListQueuesRequest(
+            parent=LOCATION, filter="state: PAUSED", page_token=token))
+
+
 def test_update_queue_creates_a_missing_queue(client: tasks_v2.CloudTasksClient) -> None:
     queue = client.update_queue(queue=tasks_v2.Queue(
         name=QUEUE, retry_config=tasks_v2.RetryConfig(max_attempts=5)))
@@ -729,6 +781,34 @@ def test_lenient_engine_creates_a_missing_queue_with_defaults(
 ) -> None:
     create(client)
     assert client.get_queue(name=QUEUE).retry_config.max_attempts == 100
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param({"url": "ftp://worker.example.com/x"}, id="url"),
+    pytest.param({"name": f"{QUEUE}/tasks/bad.id"}, id="task-id"),
+    pytest.param({"headers": {"X-Google-Thing": "1"}}, id="reserved-header"),
+    pytest.param({"http_method": tasks_v2.HttpMethod.GET, "body": b"x"}, id="body-with-get"),
+])
+def test_a_task_refused_at_create_leaves_no_auto_created_queue_behind(
+    client: tasks_v2.CloudTasksClient, bad: dict[str, Any],
+) -> None:
+    with pytest.raises(exceptions.InvalidArgument):
+        create(client, **bad)
+    with pytest.raises(exceptions.InvalidArgument):
+        client.batch_create_tasks(parent=QUEUE, requests=[
+            tasks_v2.CreateTaskRequest(parent=QUEUE, task=http_task()),
+            tasks_v2.CreateTaskRequest(parent=QUEUE, task=http_task(**bad)),
+        ])
+    assert list(client.list_queues(parent=LOCATION)) == []
+    with pytest.raises(exceptions.NotFound):
+        client.get_queue(name=QUEUE)
+
+
+def test_a_batch_into_a_missing_queue_creates_it_once(client: tasks_v2.CloudTasksClient) -> None:
+    client.batch_create_tasks(parent=QUEUE, requests=[
+        tasks_v2.CreateTaskRequest(parent=QUEUE, task=http_task()) for _ in range(3)])
+    assert [q.name for q in client.list_queues(parent=LOCATION)] == [QUEUE]
+    assert len(list(client.list_tasks(parent=QUEUE))) == 3
 
 
 def test_queue_template_fills_what_a_new_queue_leaves_unset(clock: VirtualClock) -> None:
