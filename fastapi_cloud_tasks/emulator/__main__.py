@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     http = HTTP_LIMITS
     parser.add_argument("--http-max-connections", type=int, default=http.max_connections,
                         metavar="N", help="REST connections open at once; past them the one "
-                        "idle longest is closed, or the new one refused with 503 (default "
+                        "idle longest (for a second at least) is closed, or the new one waits "
+                        "for room up to --http-head-timeout, then gets a 503 (default "
                         f"{http.max_connections})")
     parser.add_argument("--http-idle-timeout", type=float, default=http.idle_timeout,
                         metavar="S", help="close a kept-alive REST connection with no request "

@@ -7,8 +7,9 @@ event loop. A router answers paths nobody serves with 404, known paths with the 
 with 405, and a handler that raises with 500; the connection stays usable after all three.
 Error bodies are Google's JSON error shape; status lines carry the standard reason phrase.
 
-Every peer is assumed hostile (`HTTP_LIMITS`): connections are capped (the longest-idle one
-makes room, else the newcomer gets a 503 at once), an idle connection is closed, a request
+Every peer is assumed hostile (`HTTP_LIMITS`): connections are capped (past the cap the
+longest-idle one makes room, else the newcomer waits for room, up to the head timeout and as
+many as are served; then a 503), an idle connection is closed, a request
 head and body must each arrive whole within a deadline however slowly the bytes come, and
 unfinished bodies are bounded per request and across connections. `SameOrigin` refuses what
 a web page could send.
@@ -17,6 +18,7 @@ a web page could send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -38,6 +40,10 @@ __all__ = ["HttpRequest", "HttpResponse", "HttpServer", "Router", "json_error"]
 logger = logging.getLogger("fastapi_cloud_tasks.emulator")
 
 MAX_HEAD = 64 * 1024  # h11 refuses a longer request head (431)
+# Seconds a connection must have waited for a request before it is closed to make room: one
+# may be on its way (Node's REST transport opens a connection per concurrent call and writes
+# at once, and reuses a kept-alive one as soon as it is free).
+IDLE_GRACE = 1.0
 _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 
@@ -110,12 +116,16 @@ class HttpServer:
         self._origin = SameOrigin("", 0)
         self._connections: dict[asyncio.Task[None], _Watch] = {}
         self._idle: dict[_Watch, None] = {}  # waiting for their next request, oldest first
+        self._freed = asyncio.Event()  # set when a connection closes or turns idle
+        self._waiting = 0  # connections past the cap waiting for room
+        self._grace = min(IDLE_GRACE, limits.idle_timeout)
         self._unfinished = Budget(limits.total_buffer_limit)  # request body bytes held
         self._log = RepeatLimiter()
         self._busy = _whole(json_error(
             503, "UNAVAILABLE",
             f"The emulator already serves {limits.max_connections} HTTP connections "
-            "(--http-max-connections), none of them idle; retry later, or close some."))
+            "(--http-max-connections) and none became idle within --http-head-timeout; retry "
+            "later, close some, or raise the limit."))
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._serve, host, port)
@@ -137,8 +147,8 @@ class HttpServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._connections) >= self.limits.max_connections and not self._evict_idle():
-            writer.write(self._busy)  # refused at once, before reading a byte
+        if len(self._connections) >= self.limits.max_connections and not await self._room():
+            writer.write(self._busy)  # refused before reading a byte
             writer.close()
             self._log.log(logger, logging.WARNING, "busy", "Refused an HTTP connection: "
                           "already serving %d (--http-max-connections), none idle",
@@ -181,6 +191,7 @@ class HttpServer:
             self._idle.pop(watch, None)
             self._unfinished.held -= watch.unfinished
             del self._connections[task]
+            self._freed.set()
             if writer.transport.get_write_buffer_size():
                 writer.transport.abort()  # close() would wait for a reader that never reads
             else:
@@ -217,7 +228,9 @@ class HttpServer:
                 elif phase != "idle":
                     phase = "idle"
                     watch.arm(limits.idle_timeout, phase)
+                    watch.idle_since = asyncio.get_running_loop().time()
                     self._idle[watch] = None
+                    self._freed.set()
                 data = await reader.read(65536)
                 if not started:
                     started = True
@@ -264,10 +277,37 @@ class HttpServer:
             else:  # ConnectionClosed, or PAUSED after a protocol switch we never accept
                 return None
 
+    async def _room(self) -> bool:
+        """Whether a connection past the cap may be served: once one is closed to make room
+        or one finishes, within the head timeout. A waiting connection holds a socket, so no
+        more wait than are served; the others are refused at once."""
+        if self._waiting >= self.limits.max_connections:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.head_timeout
+        self._waiting += 1
+        try:
+            while len(self._connections) >= self.limits.max_connections and not self._evict_idle():
+                now = loop.time()
+                if now >= deadline:
+                    return False
+                # Until a connection closes or turns idle, or the oldest idle one is past its
+                # grace (self._idle is in the order they turned idle).
+                oldest = next(iter(self._idle), None)
+                wake = deadline if oldest is None else min(deadline,
+                                                           oldest.idle_since + self._grace)
+                self._freed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._freed.wait(), max(wake - now, 0.001))
+            return True
+        finally:
+            self._waiting -= 1
+
     def _evict_idle(self) -> bool:
-        """Make room by closing the connection idle the longest; False if none is idle."""
+        """Make room by closing the connection idle the longest, if it has been for the grace;
+        False if none has."""
         watch = next(iter(self._idle), None)
-        if watch is None:
+        if watch is None or watch.idle_since > asyncio.get_running_loop().time() - self._grace:
             return False
         del self._idle[watch]
         watch.expire("evicted")
@@ -311,13 +351,14 @@ class _Watch:
     """One connection's timer: armed for what it waits for, it cancels the serving task when
     that takes too long, and says which deadline passed (`expired`)."""
 
-    __slots__ = ("expired", "task", "timer", "unfinished")
+    __slots__ = ("expired", "idle_since", "task", "timer", "unfinished")
 
     def __init__(self, task: asyncio.Task[None]) -> None:
         self.task = task
         self.timer: asyncio.TimerHandle | None = None
         self.expired = ""  # "idle", "head", "body", "write" or "evicted" once it has
         self.unfinished = 0  # body bytes of the request being read
+        self.idle_since = 0.0  # loop time it last began waiting for a request
 
     def arm(self, seconds: float, phase: str) -> None:
         if self.timer is not None:

@@ -467,25 +467,53 @@ async def test_a_refused_request_gets_no_100_continue_and_its_body_is_not_read(
 # -- connections: capped, timed out, bounded (connection_limits.Limits) -------------------
 
 
-async def test_past_max_connections_a_new_one_gets_503_at_once_and_the_others_serve_on(
+async def busy_peers(server: HttpServer, dial: Dial, count: int) -> list[Peer]:
+    """`count` connections mid-request (head sent, body not): neither idle nor timed out soon."""
+    peers = [await dial(server) for _ in range(count)]
+    for peer in peers:
+        await peer.send(post("/items/1", b"12345")[:-5])
+    await asyncio.sleep(0.05)  # let the server read them
+    return peers
+
+
+async def test_past_max_connections_as_many_wait_as_are_served_and_one_more_gets_503_at_once(
     start: Start, dial: Dial
 ) -> None:
     server = await start(limits=Limits(max_connections=2))
-    busy = [await dial(server) for _ in range(2)]
-    for peer in busy:  # mid-request, so not idle: neither may be closed to make room
-        await peer.send(get("/items/1")[:10])
-    await asyncio.sleep(0.05)  # let the server read them
+    busy = await busy_peers(server, dial, 2)
+    waiting = [await dial(server) for _ in range(2)]
+    for peer in waiting:
+        await peer.send(get("/items/2"))
 
     extra = await dial(server)
     refused = await extra.reply()
     for peer in busy:
-        await peer.send(get("/items/1")[10:])
+        await peer.send(b"12345")
 
     assert refused.status == 503
     assert refused.headers["connection"] == "close"
     assert "--http-max-connections" in refused.json()["error"]["message"]  # type: ignore[index]
     assert await extra.closed_by_server()
     assert [(await peer.reply()).status for peer in busy] == [200, 200]
+    assert [(await peer.reply()).status for peer in waiting] == [200, 200]  # room was made
+
+
+async def test_past_max_connections_a_newcomer_gets_503_once_no_room_came_in_the_head_timeout(
+    start: Start, dial: Dial
+) -> None:
+    server = await start(limits=Limits(max_connections=1, head_timeout=0.3))
+    [busy] = await busy_peers(server, dial, 1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    newcomer = await dial(server)
+    await newcomer.send(get("/items/2"))
+    refused = await newcomer.reply()
+
+    assert refused.status == 503
+    assert 0.25 < loop.time() - started < 1.5
+    await busy.send(b"12345")
+    assert (await busy.reply()).status == 200
 
 
 async def test_at_max_connections_the_longest_idle_one_makes_room(
@@ -504,6 +532,36 @@ async def test_at_max_connections_the_longest_idle_one_makes_room(
     assert await oldest.closed_by_server()
     await newer.send(get("/items/3"))
     assert (await newer.reply()).status == 200
+
+
+async def test_a_burst_past_max_connections_is_served_whole(start: Start, dial: Dial) -> None:
+    """Node's REST transport opens a connection per concurrent call and writes its request at
+    once: a connection that has not been read yet must not be closed as idle (its request is
+    on the way), and the excess waits for room instead of being cut off."""
+    server = await start(limits=Limits(max_connections=4))
+    peers = [await dial(server) for _ in range(8)]  # 4 served at once, 4 waiting
+    for number, peer in enumerate(peers):
+        peer.writer.write(post(f"/items/{number}", b"burst"))
+
+    replies = await asyncio.gather(*(peer.reply() for peer in peers), return_exceptions=True)
+
+    assert [getattr(reply, "status", reply) for reply in replies] == [200] * 8
+
+
+async def test_a_new_connection_silent_past_the_grace_makes_room(start: Start, dial: Dial) -> None:
+    """Silent sockets cannot hold the cap: past IDLE_GRACE (1 s, well before the idle timeout)
+    the oldest makes room."""
+    server = await start(limits=Limits(max_connections=1, idle_timeout=3.0))
+    silent = await dial(server)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    newcomer = await dial(server)
+    await newcomer.send(get("/items/2"))
+
+    assert (await newcomer.reply()).status == 200
+    assert await silent.closed_by_server()
+    assert 0.9 < loop.time() - started < 2.5
 
 
 async def dribble(peer: Peer, data: bytes) -> None:

@@ -179,6 +179,19 @@ async function jobs() {
   return out;
 }
 
+async function burst() {
+  // Concurrent calls: over REST gax opens a connection for each, past the emulator's
+  // --http-max-connections (256).
+  const queue = `${location}/queues/${ident}-burst`;
+  await tasks.createQueue({parent: location, queue: {name: queue}});
+  await tasks.pauseQueue({name: queue});
+  const settled = await Promise.allSettled(Array.from({length: 300}, () => tasks.createTask(
+    {parent: queue, task: {httpRequest: {url: `${target}/${ident}/burst`}}})));
+  const failed = settled.filter(r => r.status === 'rejected');
+  return {created: settled.length - failed.length, first_failure: failed[0] ? failure(failed[0].reason) : null,
+          listed: (await tasks.listTasks({parent: queue}))[0].length};
+}
+
 async function errors() {
   const queue = `${location}/queues/${ident}-errors`;
   const job = `${location}/jobs/${ident}-errors`;
@@ -211,7 +224,7 @@ async function errors() {
 
 async function main() {
   const results = {transport: args.transport};
-  for (const [family, run] of Object.entries({queues, tasks: tasksFamily, jobs, errors})) {
+  for (const [family, run] of Object.entries({queues, tasks: tasksFamily, jobs, burst, errors})) {
     try {
       results[family] = await run();
     } catch (error) {
