@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -300,6 +301,7 @@ def test_jobs_create_get_list_update_pause_resume_run_delete(run: dict[str, Any]
     assert jobs["run"]["name"] == name
     assert jobs["get_deleted"] == expected_error(run, grpc.StatusCode.NOT_FOUND,
                                                  "Job not found.")
+    assert re.fullmatch(rf"{LOCATION}/jobs/[A-Za-z0-9_-]+", jobs["generated"])
     [delivery] = target.wait_under(f"/{run['ident']}/job")
     assert (delivery.method, delivery.body) == ("POST", b"tick")
     assert delivery.headers["x-cloudscheduler"] == "true"

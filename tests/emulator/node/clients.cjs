@@ -176,6 +176,10 @@ async function jobs() {
   out.run = plain((await scheduler.runJob({name}))[0]);
   await scheduler.deleteJob({name});
   out.get_deleted = await raised(scheduler.getJob({name}));
+  const [unnamed] = await scheduler.createJob({parent: location, job: {  // Google names it
+    schedule: '0 0 1 1 *', httpTarget: {uri: `${target}/${ident}/unnamed`}}});
+  out.generated = unnamed.name;
+  await scheduler.deleteJob({name: unnamed.name});
   return out;
 }
 
