@@ -1166,7 +1166,8 @@ def test_a_bad_task_retry_config_is_refused_at_create_not_at_its_first_failure()
     )
     with pytest.raises(google_exceptions.InvalidArgument, match="min_backoff"):
         client.create_task(parent="projects/p/locations/l/queues/q", task=task)
-    assert list(client.list_tasks(parent="projects/p/locations/l/queues/q")) == []
+    with pytest.raises(google_exceptions.NotFound):  # nothing made, not even the queue
+        client.list_tasks(parent="projects/p/locations/l/queues/q")
 
 
 def test_batch_create_creates_nothing_when_a_later_task_is_invalid() -> None:
@@ -1183,4 +1184,5 @@ def test_batch_create_creates_nothing_when_a_later_task_is_invalid() -> None:
     requests = [tasks_v2.CreateTaskRequest(parent=queue, task=t) for t in (good, too_late)]
     with pytest.raises(google_exceptions.InvalidArgument, match="too far in the future"):
         client.batch_create_tasks(parent=queue, requests=requests)
-    assert list(client.list_tasks(parent=queue)) == []
+    with pytest.raises(google_exceptions.NotFound):  # nothing made, not even the queue
+        client.list_tasks(parent=queue)
