@@ -27,6 +27,7 @@ from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
 from fastapi_cloud_tasks.engine.queue_filter import queue_filter
+from fastapi_cloud_tasks.engine.queue_target import apply_queue_target
 from fastapi_cloud_tasks.engine.retry import backoff, later, retries_exhausted
 from fastapi_cloud_tasks.engine.task_messages import (
     METHOD_NAMES,
@@ -55,6 +56,8 @@ MAX_SCHEDULE_AHEAD = timedelta(days=30)
 DEFAULT_DEADLINE = timedelta(minutes=10)
 DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 REPLACED_HEADERS = {"user-agent", "host", "content-length"}
+UPDATABLE_QUEUE_FIELDS = [field.name for field in tasks_v2.Queue.pb().DESCRIPTOR.fields
+                          if field.name not in ("name", "state", "purge_time")]
 # ListQueuesRequest/ListTasksRequest.page_size: "The maximum page size is 9800" / "is 1000".
 MAX_QUEUES_PAGE, MAX_TASKS_PAGE = 9800, 1000
 
@@ -235,10 +238,9 @@ class CloudTasksEngine:
                     raise exceptions.NotFound(QUEUE_MISSING)
                 return tasks_v2.Queue(self._add_queue(request.queue).queue)
             merged = tasks_v2.Queue(current.queue)
-            paths = list(request.update_mask.paths) or [
-                f for f in ("retry_config", "rate_limits", "stackdriver_logging_config")
-                if f in request.queue
-            ]
+            # UpdateQueueRequest.update_mask: "If empty, then all fields will be updated": all
+            # but the name and the output-only state and purge_time; unset ones get defaults.
+            paths = list(request.update_mask.paths) or UPDATABLE_QUEUE_FIELDS
             copy_paths(raw, tasks_v2.Queue.pb(merged), paths)
             # Output-only and derived values are recomputed from the new settings.
             merged.rate_limits.max_burst_size = 0
@@ -543,23 +545,29 @@ class CloudTasksEngine:
     def _request(self, record: TaskRecord, now: datetime) -> Dispatch:
         task = tasks_v2.Task.pb(record.task)
         http = task.http_request
-        headers = {k: v for k, v in http.headers.items() if k.lower() not in REPLACED_HEADERS}
+        number, url, sent_headers, body, auth = (
+            http.http_method, http.url, http.headers, http.body, http)
+        queue = self._queues.get(record.queue_name)
+        if queue is not None and tasks_v2.Queue.pb(queue.queue).HasField("http_target"):
+            # Queue.http_target applies to every HTTP task of the queue, at each attempt.
+            number, url, sent_headers, body, auth = apply_queue_target(
+                tasks_v2.Queue.pb(queue.queue).http_target, http)
+        headers = {k: v for k, v in sent_headers.items() if k.lower() not in REPLACED_HEADERS}
         headers.update(self._cloud_tasks_headers(record))
-        url = http.url
-        if http.HasField("oidc_token"):
-            audience = http.oidc_token.audience or url
+        if auth.HasField("oidc_token"):
+            audience = auth.oidc_token.audience or url
             token = self.tokens.id_token(
-                email=http.oidc_token.service_account_email, audience=audience, now=now
+                email=auth.oidc_token.service_account_email, audience=audience, now=now
             )
             headers["Authorization"] = f"Bearer {token}"
-        elif http.HasField("oauth_token"):
+        elif auth.HasField("oauth_token"):
             headers["Authorization"] = f"Bearer ya29.fake-{self._random.getrandbits(64):x}"
-        method = METHOD_NAMES[http.http_method]  # set and checked at create
+        method = METHOD_NAMES[number]  # set and checked at create (the queue's at its update)
         deadline = (
             task.dispatch_deadline.ToTimedelta() if task.HasField("dispatch_deadline")
             else DEFAULT_DEADLINE
         )
-        return Dispatch(record, method, url, headers, bytes(http.body), deadline,
+        return Dispatch(record, method, url, headers, bytes(body), deadline,
                         record.schedule_time, now)
 
     def _cloud_tasks_headers(self, record: TaskRecord) -> dict[str, str]:

@@ -10,6 +10,8 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.engine.queue_target import check_queue_target
+
 __all__ = ["TokenBucket", "burst_size", "complete_queue"]
 
 MAX_RATE = 500.0
@@ -69,6 +71,7 @@ def complete_queue(queue: tasks_v2.Queue, *, max_rate: float = MAX_RATE) -> task
             f"got {rates.max_concurrent_dispatches}."
         )
     rates.max_burst_size = burst_size(rates.max_dispatches_per_second)
+    check_queue_target(tasks_v2.Queue.pb(queue))
     if queue.state == tasks_v2.Queue.State.STATE_UNSPECIFIED:
         queue.state = tasks_v2.Queue.State.RUNNING  # type: ignore[assignment]
     return queue
