@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import os
 
+# Loaded before any pytester run: an in-process run drops the modules first imported during
+# it, and the next run's fresh copies then sit beside kept references to the old ones (the
+# package attribute `fastapi_cloud_tasks.clients`, which `from fastapi_cloud_tasks import
+# clients` reads; FastAPI's routing classes, which made a mounted app answer 307).
+import fastapi.routing  # noqa: F401
 import pytest
 from google.cloud import scheduler_v1, tasks_v2
 
+import fastapi_cloud_tasks.clients  # noqa: F401
 from fastapi_cloud_tasks.engine.transports import scheduler_client, tasks_client
 from tests.recording import RecordingScheduler, RecordingTasks
 
