@@ -23,6 +23,7 @@ from fastapi_cloud_tasks.clients import SCHEDULER_EMULATOR_HOST_ENV, TASKS_EMULA
 from fastapi_cloud_tasks.emulator import missing_extra_message
 from fastapi_cloud_tasks.emulator.connection_limits import Limits
 from fastapi_cloud_tasks.emulator.http_limits import HTTP_LIMITS
+from fastapi_cloud_tasks.exceptions import FastAPICloudTasksError
 
 if TYPE_CHECKING:
     from fastapi_cloud_tasks.emulator.server import Emulator
@@ -132,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="S", help="the same for a request body, from its head's end, "
                         f"and for an answer the client does not read (default "
                         f"{http.body_timeout:g})")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="keep queues, tasks and jobs in DIR (created if missing) and take "
+                        "them back at the next start, after SIGTERM or kill -9 alike; by default "
+                        "they live in memory and are gone at exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every delivery")
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     args = parser.parse_args(argv)
@@ -166,9 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                             auto_create_queues=args.auto_create_queues,
                             max_rate=args.max_rate, max_in_flight=args.max_in_flight,
                             allowed_hosts=args.allow_host, grpc_limits=grpc_limits,
+                            data_dir=args.data_dir,
                             http_limits=http_limits)
     except exceptions.InvalidArgument as exc:  # a --queue the engine refuses, as Google would
         parser.error(f"--queue: {exc.message}")
+    except FastAPICloudTasksError as exc:  # persistence.StateError: --data-dir unusable
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
     return asyncio.run(_serve(emulator, parser.prog))
 
 

@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 
 from google.cloud import tasks_v2
 
@@ -23,6 +24,7 @@ from fastapi_cloud_tasks.emulator.rpcs import SCHEDULER, TASKS
 from fastapi_cloud_tasks.engine.clock import SystemClock, TimerClock
 from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
 from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine
+from fastapi_cloud_tasks.engine.store import NO_STORE, Store
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 
 __all__ = ["Emulator"]
@@ -38,7 +40,9 @@ class Emulator:
 
     The REST port answers only requests addressed to it by a loopback name, its bound address
     or one of `allowed_hosts`, and none a page of another origin sends (`SameOrigin`);
-    `http_limits` bounds its connections."""
+    `http_limits` bounds its connections. With `data_dir` its queues, tasks and jobs are kept
+    there (emulator/persistence.py) and taken back at the next start; by default, in memory
+    only. A bad `data_dir` raises `StateError`."""
 
     def __init__(
         self,
@@ -55,18 +59,24 @@ class Emulator:
         http_limits: Limits = HTTP_LIMITS,
         grpc_limits: Limits | None = None,
         clock: TimerClock | None = None,
+        data_dir: str | Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.http_port = port + 1 if http_port is None and port else (http_port or 0)
         clock = clock or SystemClock()  # a test's VirtualClock moves every due time at once
         self.tokens = TokenIssuer()
+        self.store: Store = NO_STORE
+        if data_dir is not None:
+            from fastapi_cloud_tasks.emulator.persistence import SqliteStore  # sqlite3: only here
+
+            self.store = SqliteStore(data_dir)
         # Google answers CreateTask into a queue nobody created with NOT_FOUND; auto-creation
         # is the --auto-create-queues opt-in (the library's .delay() creates its queue).
         self.tasks = CloudTasksEngine(clock, max_rate=max_rate, tokens=self.tokens,
                                       name_reservation=name_reservation,
-                                      auto_create_queues=auto_create_queues)
-        self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens)
+                                      auto_create_queues=auto_create_queues, store=self.store)
+        self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens, store=self.store)
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
         self.dispatcher = Dispatcher([self.tasks, self.scheduler], max_in_flight, clock=clock)
@@ -99,6 +109,7 @@ class Emulator:
         await self._grpc_server.stop(grace)
         if self._http_server is not None:
             await self._http_server.stop()
+        self.store.close()
         logger.warning("emulator stopped after %d deliveries", self.dispatcher.delivered)
 
     def _http_routes(self) -> Router:

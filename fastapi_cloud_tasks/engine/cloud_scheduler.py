@@ -27,6 +27,7 @@ from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError, Outcome
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.http_target import unsendable
 from fastapi_cloud_tasks.engine.retry import backoff, later
+from fastapi_cloud_tasks.engine.store import NO_STORE, Store
 from fastapi_cloud_tasks.engine.task_messages import grpc_code, set_timestamp
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError
@@ -95,7 +96,7 @@ class CloudSchedulerEngine:
     resumed or forced)."""
 
     def __init__(self, clock: Clock, *, tokens: TokenIssuer | None = None,
-                 on_ready: Callable[[], None] | None = None) -> None:
+                 on_ready: Callable[[], None] | None = None, store: Store = NO_STORE) -> None:
         self.clock = clock
         self._tokens = tokens
         self.on_ready = on_ready
@@ -103,6 +104,20 @@ class CloudSchedulerEngine:
         self._seq = itertools.count()
         self._random = random.Random()
         self._lock = threading.RLock()
+        self._store = store  # told of every change; NO_STORE keeps nothing
+        self._restore()
+
+    def _restore(self) -> None:
+        """Take back the stored jobs; an enabled one runs at its next occurrence from now
+        (occurrences that fell while the emulator was down are not made up)."""
+        last = -1
+        for seq, job in self._store.load_jobs():
+            record = JobRecord(job, check_time_zone(job.time_zone), None, seq)
+            self._jobs[record.name] = record
+            if job.state == State.ENABLED:
+                self._schedule_next(record, self.clock.now())
+            last = max(last, seq)
+        self._seq = itertools.count(last + 1)
 
     @property
     def tokens(self) -> TokenIssuer:
@@ -138,6 +153,7 @@ class CloudSchedulerEngine:
             record = JobRecord(job, zone, None, next(self._seq))
             self._schedule_next(record, self.clock.now())
             self._jobs[job.name] = record
+            self._store.put_job(record.seq, job)
             return self._view(record)
 
     def get_job(self, request: scheduler_v1.GetJobRequest) -> scheduler_v1.Job:
@@ -174,12 +190,14 @@ class CloudSchedulerEngine:
             record.retry_at = None
             if job.state == State.ENABLED:
                 self._schedule_next(record, self.clock.now())
+            self._store.put_job(record.seq, job)
             return self._view(record)
 
     def delete_job(self, request: scheduler_v1.DeleteJobRequest) -> None:
         with self._lock:
             self._job(request.name)
             del self._jobs[request.name]
+            self._store.delete_job(request.name)
 
     def pause_job(self, request: scheduler_v1.PauseJobRequest) -> scheduler_v1.Job:
         with self._lock:
@@ -188,6 +206,7 @@ class CloudSchedulerEngine:
                 raise exceptions.FailedPrecondition("Only an ENABLED job can be paused.")
             record.job.state = State.PAUSED  # type: ignore[assignment]
             record.next_run = record.retry_at = None
+            self._store.put_job(record.seq, record.job)
             return self._view(record)
 
     def resume_job(self, request: scheduler_v1.ResumeJobRequest) -> scheduler_v1.Job:
@@ -197,6 +216,7 @@ class CloudSchedulerEngine:
                 raise exceptions.FailedPrecondition("Only a PAUSED job can be resumed.")
             record.job.state = State.ENABLED  # type: ignore[assignment]
             self._schedule_next(record, self.clock.now())
+            self._store.put_job(record.seq, record.job)
             return self._view(record)
 
     def run_job(self, request: scheduler_v1.RunJobRequest) -> scheduler_v1.Job:
@@ -324,6 +344,8 @@ class CloudSchedulerEngine:
         # attempt deadline is DEADLINE_EXCEEDED.
         job.status.code = 0 if ok else grpc_code(status) if status is not None else 4
         job.status.message = "" if ok else f"HTTP {status or 504}"
+        if record.name in self._jobs:  # its status and last attempt, kept
+            self._store.put_job(record.seq, record.job)
         if ok or record.name not in self._jobs:
             return Outcome.SUCCEEDED if ok else Outcome.FAILED
         config = record.job.retry_config

@@ -29,6 +29,7 @@ from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, compl
 from fastapi_cloud_tasks.engine.queue_filter import queue_filter
 from fastapi_cloud_tasks.engine.queue_target import apply_queue_target
 from fastapi_cloud_tasks.engine.retry import backoff, later, retries_exhausted
+from fastapi_cloud_tasks.engine.store import NO_STORE, Store
 from fastapi_cloud_tasks.engine.task_messages import (
     METHOD_NAMES,
     attempt_message,
@@ -147,6 +148,7 @@ class CloudTasksEngine:
         on_ready: Callable[[], None] | None = None,
         queue_template: tasks_v2.Queue | None = None,
         keep_history: bool = False,
+        store: Store = NO_STORE,
     ) -> None:
         self.clock = clock
         self.auto_create_queues = auto_create_queues
@@ -166,12 +168,28 @@ class CloudTasksEngine:
         self._seq = itertools.count()
         self._random = random.Random()
         self._lock = threading.RLock()
+        self._store = store  # told of every change; NO_STORE keeps nothing
+        self._restore()
 
     @property
     def tokens(self) -> TokenIssuer:
         if self._tokens is None:  # RSA key generation costs ~50 ms: only when a token is needed
             self._tokens = TokenIssuer()
         return self._tokens
+
+    def _restore(self) -> None:
+        """Take back what the store kept: queues as they were, tasks at their schedule time
+        with their counters, names still reserved, deleted queues' names still refused."""
+        state = self._store.load_tasks(self.clock.now())
+        with self._store.atomic():  # _add_queue stores each queue again: one write
+            for queue in state.queues:
+                self._add_queue(queue)
+        self._deleted_queues.update(state.deleted_queues)
+        self._tombstones.update(state.reserved)
+        for record in state.tasks:
+            self._tasks[record.name] = record
+            self._push(self._queues[record.queue_name], record)
+        self._seq = itertools.count(max((r.seq for r in state.tasks), default=-1) + 1)
 
     # -- queues --------------------------------------------------------------------------
 
@@ -204,6 +222,7 @@ class CloudTasksEngine:
         bucket = TokenBucket(rates.max_dispatches_per_second, rates.max_burst_size,
                              self.clock.now())
         self._queues[stored.name] = record = _Queue(stored, bucket)
+        self._store.put_queue(stored)
         return record
 
     def get_queue(self, request: tasks_v2.GetQueueRequest) -> tasks_v2.Queue:
@@ -246,6 +265,7 @@ class CloudTasksEngine:
             merged.rate_limits.max_burst_size = 0
             stored = complete_queue(merged, max_rate=self.max_rate)
             current.queue = stored
+            self._store.put_queue(stored)
             rates = stored.rate_limits
             current.bucket = TokenBucket(rates.max_dispatches_per_second,
                                          rates.max_burst_size, self.clock.now())
@@ -257,16 +277,18 @@ class CloudTasksEngine:
             self._queue(request.name, NOT_FOUND)
             del self._queues[request.name]
             self._deleted_queues.add(request.name)
+            self._store.delete_queue(request.name)
             for record in self._tasks_of(request.name):
                 del self._tasks[record.name]
                 self._forced.pop(record.name, None)
 
     def purge_queue(self, request: tasks_v2.PurgeQueueRequest) -> tasks_v2.Queue:
-        with self._lock:
+        with self._lock, self._store.atomic():
             queue = self._queue(request.name, NOT_FOUND)
             for record in self._tasks_of(request.name):
                 self._remove(record)
             queue.queue.purge_time = self.clock.now()
+            self._store.put_queue(queue.queue)
             return tasks_v2.Queue(queue.queue)
 
     def pause_queue(self, request: tasks_v2.PauseQueueRequest) -> tasks_v2.Queue:
@@ -279,6 +301,7 @@ class CloudTasksEngine:
         with self._lock:
             queue = self._queue(name, NOT_FOUND)
             queue.queue.state = state  # type: ignore[assignment]
+            self._store.put_queue(queue.queue)
             if queue.running:
                 self._ready()
             return tasks_v2.Queue(queue.queue)
@@ -350,6 +373,7 @@ class CloudTasksEngine:
                             seq=next(self._seq), created=now, name=task.name,
                             queue_name=raw.parent, schedule_time=when, retry_config=retry)
         self._tasks[record.name] = record
+        self._store.put_task(record)
         if self.history is not None:
             self.history.append(record)
         self._push(queue, record)
@@ -358,7 +382,7 @@ class CloudTasksEngine:
     def batch_create_tasks(self, request: tasks_v2.BatchCreateTasksRequest) -> Any:
         """BatchCreateTasks: up to 100 tasks for one queue, as a finished long-running
         operation. All are checked before any is created, so a bad one creates none."""
-        with self._lock:
+        with self._lock, self._store.atomic():
             if not 0 < len(request.requests) <= 100:
                 raise exceptions.InvalidArgument(
                     "BatchCreateTasksRequest.requests must hold 1 to 100 CreateTaskRequests."
@@ -455,6 +479,7 @@ class CloudTasksEngine:
         record.version += 1
         now = self.clock.now()
         self._tombstones[record.name] = now + self.name_reservation
+        self._store.delete_task(record.name, now + self.name_reservation)
         if len(self._tombstones) >= self._sweep_at:  # names are reserved for a while, not forever
             self._tombstones = {n: t for n, t in self._tombstones.items() if t > now}
             self._sweep_at = max(1024, 2 * len(self._tombstones))
@@ -640,6 +665,7 @@ class CloudTasksEngine:
         record.schedule_time = later(now, wait)
         set_timestamp(task.schedule_time, record.schedule_time)
         self._push(queue, record)
+        self._store.put_task(record)
         return Outcome.RETRYING
 
     def _retry_config(self, record: TaskRecord) -> tasks_v2.RetryConfig:
