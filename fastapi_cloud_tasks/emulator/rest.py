@@ -58,10 +58,11 @@ class HttpRule:
     body: str  # "" (no body), "*" (the whole request) or the request field it fills
 
 
-def http_rules(service: Service) -> dict[str, list[HttpRule]]:
-    """Every RPC of `service` with its HTTP rules, read from Google's REST transport. An RPC
-    the installed library has no rule for is logged and left out (it stays on gRPC)."""
-    transport = REST_TRANSPORTS[service.name]
+def http_rules(service: Service, transport: Any = None) -> dict[str, list[HttpRule]]:
+    """Every RPC of `service` with its HTTP rules, read from Google's REST transport (the
+    service's own, or `transport` for a mixin such as Locations). An RPC the installed library
+    has no rule for is logged and left out (it stays on gRPC)."""
+    transport = transport or REST_TRANSPORTS[service.name]
     rules: dict[str, list[HttpRule]] = {}
     for rpc in service.rpcs:
         stub = getattr(transport, f"_{rpc.name}", None)
@@ -96,10 +97,12 @@ def _segments(template: str) -> str:
                     else re.escape(segment) for segment in template.split("/"))
 
 
-def add_rest_routes(router: Router, service: Service, engine: Any) -> None:
-    """Serve every RPC of `service` that has an HTTP rule on `router`, calling `engine`."""
+def add_rest_routes(router: Router, service: Service, engine: Any,
+                    transport: Any = None) -> None:
+    """Serve every RPC of `service` that has an HTTP rule on `router`, calling `engine`
+    (`transport`: the REST transport whose rules a mixin service's routes follow)."""
     rpcs = {rpc.name: rpc for rpc in service.rpcs}
-    for name, rules in http_rules(service).items():
+    for name, rules in http_rules(service, transport).items():
         call = bind(service, rpcs[name], engine)
         for rule in rules:
             router.add(rule.method, rule.pattern, _endpoint(rpcs[name], rule, call))

@@ -19,11 +19,12 @@ from fastapi_cloud_tasks.emulator.grpc_server import GrpcServer
 from fastapi_cloud_tasks.emulator.http_limits import HTTP_LIMITS
 from fastapi_cloud_tasks.emulator.http_server import HttpResponse, HttpServer, Router
 from fastapi_cloud_tasks.emulator.quiet_log import RepeatLimiter, install_loop_handler
-from fastapi_cloud_tasks.emulator.rest import add_rest_routes
-from fastapi_cloud_tasks.emulator.rpcs import SCHEDULER, TASKS
+from fastapi_cloud_tasks.emulator.rest import REST_TRANSPORTS, add_rest_routes
+from fastapi_cloud_tasks.emulator.rpcs import LOCATIONS, SCHEDULER, TASKS
 from fastapi_cloud_tasks.engine.clock import SystemClock, TimerClock
 from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
 from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine
+from fastapi_cloud_tasks.engine.locations_iam import Locations
 from fastapi_cloud_tasks.engine.store import NO_STORE, Store
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 
@@ -80,7 +81,10 @@ class Emulator:
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
         self.dispatcher = Dispatcher([self.tasks, self.scheduler], max_in_flight, clock=clock)
-        self._grpc_server = GrpcServer([(TASKS, self.tasks), (SCHEDULER, self.scheduler)],
+        # One port serves both APIs: their clients' Locations calls list both's locations.
+        self.locations = Locations(self.tasks, self.scheduler)
+        self._grpc_server = GrpcServer([(TASKS, self.tasks), (SCHEDULER, self.scheduler),
+                                        (LOCATIONS, self.locations)],
                                        grpc_limits)
         self.allowed_hosts = tuple(allowed_hosts)
         self.http_limits = http_limits
@@ -119,6 +123,8 @@ class Emulator:
         router.add("GET", re.escape(JWKS_PATH), lambda request, match: _certs(self.tokens.jwks()))
         add_rest_routes(router, TASKS, self.tasks)
         add_rest_routes(router, SCHEDULER, self.scheduler)
+        for api in (TASKS, SCHEDULER):  # the Locations routes of each API's REST transport
+            add_rest_routes(router, LOCATIONS, self.locations, REST_TRANSPORTS[api.name])
         return router
 
 

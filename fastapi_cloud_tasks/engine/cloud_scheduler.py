@@ -26,6 +26,7 @@ from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError, Outcome
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.http_target import unsendable
+from fastapi_cloud_tasks.engine.locations_iam import get_location, list_locations
 from fastapi_cloud_tasks.engine.retry import backoff, later
 from fastapi_cloud_tasks.engine.store import NO_STORE, Store
 from fastapi_cloud_tasks.engine.task_messages import grpc_code, set_timestamp
@@ -226,6 +227,18 @@ class CloudSchedulerEngine:
             record.forced = True
             self._ready()
             return self._view(record)
+
+    # The clients' Locations methods (see locations_iam); CloudSchedulerClient has no IAM ones.
+
+    def resource_names(self) -> list[str]:
+        with self._lock:
+            return list(self._jobs)
+
+    def list_locations(self, request: Any) -> Any:
+        return list_locations(request, self.resource_names())
+
+    def get_location(self, request: Any) -> Any:
+        return get_location(request)
 
     def _job(self, name: str) -> JobRecord:
         record = self._jobs.get(name)

@@ -25,6 +25,7 @@ from google.longrunning import operations_pb2
 
 from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
+from fastapi_cloud_tasks.engine.locations_iam import IamPolicies, get_location, list_locations
 from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
 from fastapi_cloud_tasks.engine.queue_filter import queue_filter
 from fastapi_cloud_tasks.engine.queue_target import apply_queue_target
@@ -160,6 +161,7 @@ class CloudTasksEngine:
         # Every task ever created, for a test to inspect; the emulator keeps none.
         self.history: list[TaskRecord] | None = [] if keep_history else None
         self._queues: dict[str, _Queue] = {}
+        self._iam = IamPolicies(lambda name: self._queues.get(name), NOT_FOUND)
         self._deleted_queues: set[str] = set()
         self._tasks: dict[str, TaskRecord] = {}
         self._tombstones: dict[str, datetime] = {}
@@ -314,6 +316,30 @@ class CloudTasksEngine:
 
     def _tasks_of(self, queue_name: str) -> list[TaskRecord]:
         return [r for r in self._tasks.values() if r.queue_name == queue_name]
+
+    # -- the clients' Locations and IAM methods (see locations_iam) ---------------------
+
+    def resource_names(self) -> list[str]:
+        with self._lock:
+            return list(self._queues)
+
+    def list_locations(self, request: Any) -> Any:
+        return list_locations(request, self.resource_names())
+
+    def get_location(self, request: Any) -> Any:
+        return get_location(request)
+
+    def get_iam_policy(self, request: Any) -> Any:
+        with self._lock:
+            return self._iam.get_iam_policy(request)
+
+    def set_iam_policy(self, request: Any) -> Any:
+        with self._lock:
+            return self._iam.set_iam_policy(request)
+
+    def test_iam_permissions(self, request: Any) -> Any:
+        with self._lock:
+            return self._iam.test_iam_permissions(request)
 
     # -- tasks ---------------------------------------------------------------------------
 

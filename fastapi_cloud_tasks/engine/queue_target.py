@@ -83,7 +83,7 @@ def override_url(uri: Any, url: str) -> str:
     netloc = (f"{userinfo}@" if userinfo else "") + host + (f":{port}" if port else "")
     path = uri.path_override.path if uri.HasField("path_override") else parts.path
     query = uri.query_override.query_params if uri.HasField("query_override") else parts.query
-    return urlunsplit((scheme, netloc, path, query, ""))
+    return str(urlunsplit((scheme, netloc, path, query, "")))
 
 
 def check_queue_target(queue: Any) -> None:

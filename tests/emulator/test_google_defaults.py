@@ -12,7 +12,9 @@ import pytest
 from emulator_support import LOCATION, EmulatorProcess, StartEmulator, Target, http_task
 from fastapi import APIRouter
 from google.api_core import exceptions
-from google.cloud import tasks_v2
+from google.cloud import scheduler_v1, tasks_v2
+from google.cloud.location import locations_pb2
+from google.iam.v1 import policy_pb2
 
 from fastapi_cloud_tasks import DelayedRouteBuilder, emulator_client
 
@@ -69,3 +71,53 @@ def test_auto_create_queues_creates_the_queue_of_a_task(
 
     assert client.get_queue(name=queue_name).state == tasks_v2.Queue.State.RUNNING
     target.wait_under(prefix)
+
+
+# -- Locations and IAM, over gRPC and REST -----------------------------------------------------
+
+
+def test_locations_answer_both_clients_over_grpc_and_rest(
+    emulator: EmulatorProcess, target: Target, queue_name: str, ident: str,
+    tasks_over: tasks_v2.CloudTasksClient, scheduler_over: scheduler_v1.CloudSchedulerClient,
+) -> None:
+    project = LOCATION.rsplit("/locations/", 1)[0]
+    other = f"{project}/locations/{ident[-8:]}-west1"
+    tasks_over.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
+    job = scheduler_over.create_job(parent=other, job=scheduler_v1.Job(
+        schedule="0 0 1 1 *", http_target=scheduler_v1.HttpTarget(uri=target.url("/never"))))
+    try:
+        for client in (tasks_over, scheduler_over):
+            listed = client.list_locations(locations_pb2.ListLocationsRequest(name=project))
+            names = [location.name for location in listed.locations]
+            assert LOCATION in names  # the queue's
+            assert other in names  # the job's
+            got = client.get_location(locations_pb2.GetLocationRequest(name=other))
+            assert (got.name, got.location_id) == (other, other.rsplit("/", 1)[1])
+        with pytest.raises(exceptions.BadRequest):  # InvalidArgument over gRPC
+            tasks_over.list_locations(locations_pb2.ListLocationsRequest(
+                name=project, filter="displayName=tokyo"))
+    finally:
+        scheduler_over.delete_job(name=job.name)
+
+
+def test_iam_policy_is_stored_per_queue_over_grpc_and_rest(
+    tasks_over: tasks_v2.CloudTasksClient, queue_name: str,
+) -> None:
+    tasks_over.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
+    empty = tasks_over.get_iam_policy(request={"resource": queue_name})
+    binding = policy_pb2.Binding(role="roles/cloudtasks.enqueuer", members=["user:a@example.com"])
+
+    stored = tasks_over.set_iam_policy(request={"resource": queue_name, "policy": policy_pb2.Policy(
+        bindings=[binding], etag=empty.etag)})
+
+    assert list(stored.bindings) == [binding]
+    assert tasks_over.get_iam_policy(request={"resource": queue_name}) == stored
+    with pytest.raises(exceptions.Conflict):  # ABORTED over gRPC, 409 over REST
+        tasks_over.set_iam_policy(request={"resource": queue_name, "policy": policy_pb2.Policy(
+            bindings=[], etag=empty.etag)})
+    asked = ["cloudtasks.tasks.create", "cloudtasks.queues.update"]
+    granted = tasks_over.test_iam_permissions(request={"resource": queue_name,
+                                                       "permissions": asked})
+    assert list(granted.permissions) == asked
+    with pytest.raises(exceptions.NotFound):
+        tasks_over.get_iam_policy(request={"resource": f"{queue_name}-missing"})

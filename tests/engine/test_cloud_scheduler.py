@@ -419,7 +419,8 @@ def test_any_non_2xx_status_is_a_failure(
 
 
 @pytest.mark.parametrize(("status", "code"), [
-    (404, exceptions.NotFound.grpc_status_code), (403, exceptions.PermissionDenied.grpc_status_code),
+    (404, exceptions.NotFound.grpc_status_code),
+    (403, exceptions.PermissionDenied.grpc_status_code),
     (429, exceptions.ResourceExhausted.grpc_status_code),
     (500, exceptions.InternalServerError.grpc_status_code),
     (503, exceptions.ServiceUnavailable.grpc_status_code),

@@ -137,7 +137,8 @@ def test_update_queue_without_a_mask_replaces_every_field_http_target_included(
     client.create_task(parent=QUEUE, task=tasks_v2.Task(
         http_request=tasks_v2.HttpRequest(url=URL)))
     dispatch = engine.take_due()
-    assert dispatch is not None and dispatch.url.startswith("https://other.example.net/")
+    assert dispatch is not None
+    assert dispatch.url.startswith("https://other.example.net/")
 
 
 def test_update_queue_with_a_mask_sets_only_the_http_target(
