@@ -24,6 +24,7 @@ from google.cloud import tasks_v2
 from google.longrunning import operations_pb2
 
 from fastapi_cloud_tasks.engine.clock import Clock
+from fastapi_cloud_tasks.engine.due_index import DueIndex
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.locations_iam import IamPolicies, get_location, list_locations
 from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
@@ -167,6 +168,11 @@ class CloudTasksEngine:
         self._tombstones: dict[str, datetime] = {}
         self._sweep_at = 1024  # tombstone count that triggers dropping the expired ones
         self._forced: dict[str, TaskRecord] = {}  # RunTask requests not yet dispatched
+        # Queues that could dispatch, by their oldest pending task: those with a token now
+        # (`_ready`, by the task's schedule time), and those waiting for one (`_throttled`, by
+        # when both task and token are there). See `_index`.
+        self._ready_queues: DueIndex[_Queue] = DueIndex()
+        self._throttled: DueIndex[_Queue] = DueIndex()
         self._seq = itertools.count()
         self._random = random.Random()
         self._lock = threading.RLock()
@@ -271,13 +277,16 @@ class CloudTasksEngine:
             rates = stored.rate_limits
             current.bucket = TokenBucket(rates.max_dispatches_per_second,
                                          rates.max_burst_size, self.clock.now())
+            self._index(current)
             self._ready()
             return tasks_v2.Queue(stored)
 
     def delete_queue(self, request: tasks_v2.DeleteQueueRequest) -> None:
         with self._lock:
             self._queue(request.name, NOT_FOUND)
-            del self._queues[request.name]
+            queue = self._queues.pop(request.name)
+            self._ready_queues.discard(queue)
+            self._throttled.discard(queue)
             self._deleted_queues.add(request.name)
             self._store.delete_queue(request.name)
             for record in self._tasks_of(request.name):
@@ -289,6 +298,7 @@ class CloudTasksEngine:
             queue = self._queue(request.name, NOT_FOUND)
             for record in self._tasks_of(request.name):
                 self._remove(record)
+            self._index(queue)
             queue.queue.purge_time = self.clock.now()
             self._store.put_queue(queue.queue)
             return tasks_v2.Queue(queue.queue)
@@ -304,6 +314,7 @@ class CloudTasksEngine:
             queue = self._queue(name, NOT_FOUND)
             queue.queue.state = state  # type: ignore[assignment]
             self._store.put_queue(queue.queue)
+            self._index(queue)
             if queue.running:
                 self._ready()
             return tasks_v2.Queue(queue.queue)
@@ -483,7 +494,9 @@ class CloudTasksEngine:
 
     def delete_task(self, request: tasks_v2.DeleteTaskRequest) -> None:
         with self._lock:
-            self._remove(self._task(request.name))
+            record = self._task(request.name)
+            self._remove(record)
+            self._index(self._queues[record.queue_name])
 
     def run_task(self, request: tasks_v2.RunTaskRequest) -> tasks_v2.Task:
         """RunTask: dispatch now, whatever the schedule, pause state or rate limits."""
@@ -513,6 +526,7 @@ class CloudTasksEngine:
     def _push(self, queue: _Queue, record: TaskRecord) -> None:
         record.version += 1
         heapq.heappush(queue.heap, (record.schedule_time, record.seq, record.version, record.name))
+        self._index(queue)
         if queue.running:
             self._ready()
 
@@ -535,17 +549,21 @@ class CloudTasksEngine:
             now = self.clock.now()
             if any(not r.in_flight for r in self._forced.values()):
                 return now
+            self._promote(now)
             times = []
-            for queue in self._queues.values():
-                top = self._top(queue)
-                if top is not None and queue.running and (
-                    queue.in_flight < queue.max_concurrent
-                ):
-                    times.append(max(top.schedule_time, queue.bucket.ready_at(now)))
+            ready = self._first(self._ready_queues)
+            if ready is not None:  # it has a token: due when its task is
+                times.append(max(ready[1].schedule_time, now))
+            throttled = self._first(self._throttled)
+            if throttled is not None:
+                queue, top = throttled
+                times.append(max(top.schedule_time, queue.bucket.ready_at(now)))
             return min(times, default=None)
 
     def take_due(self) -> Dispatch | None:
-        """Start the next attempt that is due now, if any, and return what to send."""
+        """Start the next attempt that is due now, if any, and return what to send: a forced
+        task first, else the oldest due task (schedule time, then creation order) of the
+        queues that are running, below their concurrency limit and have a token."""
         with self._lock:
             now = self.clock.now()
             forced = [r for r in self._forced.values() if not r.in_flight]
@@ -553,20 +571,54 @@ class CloudTasksEngine:
                 record = min(forced, key=lambda r: r.seq)
                 del self._forced[record.name]
                 return self._start(record, self._queues[record.queue_name], now, forced=True)
-            best: tuple[datetime, int, _Queue, TaskRecord] | None = None
-            for queue in self._queues.values():
-                top = self._top(queue)
-                if top is None or not queue.running or top.schedule_time > now:
+            self._promote(now)
+            while (ready := self._first(self._ready_queues)) is not None:
+                queue, top = ready
+                if top.schedule_time > now:
+                    return None
+                if queue.bucket.ready_at(now) > now:  # not expected: a ready queue keeps its token
+                    self._index(queue)
                     continue
-                if queue.in_flight >= queue.max_concurrent:
-                    continue
-                if queue.bucket.ready_at(now) > now:
-                    continue
-                if best is None or (top.schedule_time, top.seq) < best[:2]:
-                    best = (top.schedule_time, top.seq, queue, top)
-            if best is None:
-                return None
-            return self._start(best[3], best[2], now, forced=False)
+                return self._start(top, queue, now, forced=False)
+            return None
+
+    def _index(self, queue: _Queue) -> None:
+        """File `queue` by when it can next dispatch: under `_ready_queues` if it has a token
+        now, `_throttled` if it waits for one, in neither if it cannot dispatch (paused, at
+        its concurrency limit, or nothing pending). Called after every change to a queue's
+        tasks, state, limits or attempts in flight; time alone only moves queues from
+        `_throttled` to `_ready_queues` (`_promote`), as tokens only ever accrue."""
+        top = self._top(queue)
+        if top is None or not queue.running or queue.in_flight >= queue.max_concurrent:
+            self._ready_queues.discard(queue)
+            self._throttled.discard(queue)
+            return
+        now = self.clock.now()
+        token_at = queue.bucket.ready_at(now)
+        if token_at <= now:
+            self._throttled.discard(queue)
+            self._ready_queues.set(queue, (top.schedule_time, top.seq))
+        else:
+            self._ready_queues.discard(queue)
+            self._throttled.set(queue, (max(top.schedule_time, token_at), top.seq))
+
+    def _promote(self, now: datetime) -> None:
+        """File again the throttled queues whose token (and task) time has come."""
+        while (entry := self._throttled.peek()) is not None and entry[0][0] <= now:
+            self._index(entry[1])  # ready now, or throttled until a later instant
+
+    def _first(self, index: DueIndex[_Queue]) -> tuple[_Queue, TaskRecord] | None:
+        """The first queue of `index` and its oldest pending task, after checking the entry
+        still describes the queue (and filing it again where it does not)."""
+        while (entry := index.peek()) is not None:
+            (when, seq), queue = entry
+            top = self._top(queue)
+            if (top is not None and top.seq == seq and top.schedule_time <= when
+                    and queue.running and queue.in_flight < queue.max_concurrent
+                    and (index is self._throttled or top.schedule_time == when)):
+                return queue, top
+            self._index(queue)
+        return None
 
     def _top(self, queue: _Queue) -> TaskRecord | None:
         while queue.heap:
@@ -583,6 +635,7 @@ class CloudTasksEngine:
         queue.in_flight += 1
         record.in_flight = True
         record.version += 1  # drops its heap entry
+        self._index(queue)
         try:
             return self._request(record, now)
         except Exception as exc:
@@ -647,8 +700,19 @@ class CloudTasksEngine:
         self, record: TaskRecord, schedule_time: datetime, dispatch_time: datetime,
         status: int | None, retry_after: timedelta | None,
     ) -> Outcome:
-        now = self.clock.now()
         queue = self._queues.get(record.queue_name)
+        try:
+            return self._settle(record, queue, schedule_time, dispatch_time, status,
+                                retry_after)
+        finally:
+            if queue is not None:  # one in flight less, the task gone or rescheduled
+                self._index(queue)
+
+    def _settle(
+        self, record: TaskRecord, queue: _Queue | None, schedule_time: datetime,
+        dispatch_time: datetime, status: int | None, retry_after: timedelta | None,
+    ) -> Outcome:
+        now = self.clock.now()
         if queue is not None:
             queue.in_flight -= 1
         record.in_flight = False
