@@ -130,7 +130,14 @@ class RawClient:
         self.decoder = hpack.Decoder()
         self.buffer = b""
         self.server_settings: dict[int, int] = {}
-        payload = b"".join(struct.pack(">HI", k, v) for k, v in (settings or {}).items())
+        try:
+            self._handshake(settings or {})
+        except BaseException:  # refused (e.g. over a connection cap): no socket left open
+            self.sock.close()
+            raise
+
+    def _handshake(self, settings: dict[int, int]) -> None:
+        payload = b"".join(struct.pack(">HI", k, v) for k, v in settings.items())
         self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, payload))
         first = self.read()
         assert first is not None
