@@ -18,7 +18,7 @@ from fastapi_cloud_tasks.arguments import (
     keyword_arguments,
     supplied_by,
 )
-from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError, UnsupportedRouteError
+from fastapi_cloud_tasks.exceptions import InvalidTaskOptionError
 from fastapi_cloud_tasks.options import (
     DelayedHook,
     TaskOptions,
@@ -26,7 +26,7 @@ from fastapi_cloud_tasks.options import (
     check_queue_path,
 )
 from fastapi_cloud_tasks.queues import ensure_queue, ensure_queue_async, ensured_queues
-from fastapi_cloud_tasks.registry import EndpointRegistry
+from fastapi_cloud_tasks.registry import EndpointRegistry, side_of
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -210,15 +210,7 @@ def delayed_task(endpoint: Callable[P, R]) -> DelayedTask[P, R]:
     FastAPI fills in (dependencies, `X-CloudTasks-*` headers) are never passed: give them a default
     (`ct: CloudTasksHeaders = Depends()`) so the type checker does not ask for them.
     """
-    if isinstance(endpoint, DelayedTask):
-        return cast("DelayedTask[P, R]", endpoint)
-    task = getattr(endpoint, "_delayed_task", None)
-    if not isinstance(task, DelayedTask):
-        raise UnsupportedRouteError(
-            f"delayed_task({getattr(endpoint, '__qualname__', endpoint)!r}): not an endpoint of a "
-            "router whose route_class is a DelayedRouteBuilder(...). Declare the route on such "
-            "a router, and put @delayed_task above the route decorator, not below it."
-        )
+    task = side_of(endpoint, DelayedTask, "_delayed_task", "delayed_task", "DelayedRouteBuilder")
     return cast("DelayedTask[P, R]", task)
 
 

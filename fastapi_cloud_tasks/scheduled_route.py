@@ -17,10 +17,9 @@ from fastapi_cloud_tasks.arguments import EndpointSignature, keyword_arguments, 
 from fastapi_cloud_tasks.exceptions import (
     InvalidScheduleError,
     InvalidTaskOptionError,
-    UnsupportedRouteError,
 )
 from fastapi_cloud_tasks.options import as_duration, check_base_url, positive_seconds, run_hook
-from fastapi_cloud_tasks.registry import EndpointRegistry
+from fastapi_cloud_tasks.registry import EndpointRegistry, side_of
 from fastapi_cloud_tasks.schedules import (
     check_description,
     check_job,
@@ -240,15 +239,8 @@ def scheduled_task(endpoint: Callable[P, R]) -> ScheduledTask[P, R]:
     """The typed scheduler side of an endpoint declared on a `ScheduledRouteBuilder` router:
     as a decorator above the route decorator, or called as `scheduled_task(home_cook)`; see
     `delayed_task()`. `.scheduler(...).schedule(...)` is then checked against the endpoint."""
-    if isinstance(endpoint, ScheduledTask):
-        return cast("ScheduledTask[P, R]", endpoint)
-    task = getattr(endpoint, "_scheduled_task", None)
-    if not isinstance(task, ScheduledTask):
-        raise UnsupportedRouteError(
-            f"scheduled_task({getattr(endpoint, '__qualname__', endpoint)!r}): not an endpoint "
-            "of a router whose route_class is a ScheduledRouteBuilder(...). Declare the route on "
-            "such a router, and put @scheduled_task above the route decorator, not below it."
-        )
+    task = side_of(endpoint, ScheduledTask, "_scheduled_task", "scheduled_task",
+                   "ScheduledRouteBuilder")
     return cast("ScheduledTask[P, R]", task)
 
 
