@@ -13,7 +13,14 @@ from fastapi_cloud_tasks.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from pytest_cloudtasks.captured import CapturedJob, CapturedTask
-    from pytest_cloudtasks.harness import Attempt, Harness, HarnessConfig, TaskFailed
+    from pytest_cloudtasks.errors import (
+        AssertionArgumentsError,
+        CloudTasksUsageError,
+        PytestCloudTasksError,
+        TaskFailed,
+        TaskRoutingError,
+    )
+    from pytest_cloudtasks.harness import Attempt, Harness, HarnessConfig
     from pytest_cloudtasks.queue import CloudTasksQueue
     from pytest_cloudtasks.scheduler import CloudTasksScheduler
 
@@ -27,7 +34,11 @@ __all__ = [
     "Harness",
     "HarnessConfig",
     # Exceptions
+    "PytestCloudTasksError",
     "TaskFailed",
+    "CloudTasksUsageError",
+    "TaskRoutingError",
+    "AssertionArgumentsError",
 ]
 
 _MODULES = {
@@ -38,7 +49,11 @@ _MODULES = {
     "Attempt": "harness",
     "Harness": "harness",
     "HarnessConfig": "harness",
-    "TaskFailed": "harness",
+    "PytestCloudTasksError": "errors",
+    "TaskFailed": "errors",
+    "CloudTasksUsageError": "errors",
+    "TaskRoutingError": "errors",
+    "AssertionArgumentsError": "errors",
 }
 
 

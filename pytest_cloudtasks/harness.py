@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,17 +28,11 @@ from fastapi_cloud_tasks.engine.transports import (
 from pytest_cloudtasks.captured import CapturedJob, CapturedTask
 from pytest_cloudtasks.clock import HarnessClock
 from pytest_cloudtasks.delivery import AppRouter, Delivered, Portal, deliver
+from pytest_cloudtasks.errors import TaskFailed
+from pytest_cloudtasks.failures import attempt_history, last_response
+from pytest_cloudtasks.routing import RouteCheck
 
 __all__ = ["Attempt", "Harness", "HarnessConfig", "TaskFailed"]
-
-
-class TaskFailed(AssertionError):
-    """Raised by a drain when a task fails for good (its retries are used up), when the app
-    rejects a task's payload (422), or on the first exception with `fail_fast`."""
-
-    def __init__(self, message: str, attempt: Attempt) -> None:
-        super().__init__(message)
-        self.attempt = attempt
 
 
 @dataclass(frozen=True)
@@ -87,6 +80,7 @@ class HarnessConfig:
     fail_fast: bool = False
     max_deliveries: int = 1000
     clock_backend: str = "freezegun"
+    assert_all_handled: bool = False  # teardown: every task and job was run or asserted
 
 
 class Source(Protocol):
@@ -120,6 +114,8 @@ class Harness:
         self.router = AppRouter(app)
         self.portal = Portal()
         self.attempts: list[Attempt] = []
+        self.asserted: set[str] = set()  # tasks and jobs an assertion matched, by name
+        self.routes = RouteCheck()
         self._sources = [
             _Registered(self.engine, lambda d: CapturedTask(d.record)),
             _Registered(self.scheduler, lambda d: CapturedJob(d.record)),
@@ -213,6 +209,7 @@ class Harness:
 
     def _check(self, attempt: Attempt) -> None:
         __tracebackhide__ = True
+        self.routes.check(self.router.app_for(attempt.delivered.url), attempt)
         if attempt.status_code == 422:
             detail = attempt.response.text if attempt.response is not None else ""
             raise TaskFailed(
@@ -224,13 +221,15 @@ class Harness:
         if attempt.outcome is Outcome.FAILED:
             raise TaskFailed(
                 f"{attempt.task.describe()} failed for good after {attempt.number} attempt(s); "
-                f"last response: {_last_response(attempt)}",
+                f"last response: {last_response(attempt).rstrip()}\nRequest: "
+                f"{attempt.delivered.method} {attempt.delivered.url}\n"
+                f"{attempt_history(self.attempts, attempt)}",
                 attempt,
             )
         if self.config.fail_fast and attempt.exception is not None:
             raise TaskFailed(
                 f"{attempt.task.describe()} raised (fail_fast is on): "
-                f"{_last_response(attempt)}",
+                f"{last_response(attempt)}",
                 attempt,
             ) from attempt.exception
 
@@ -259,12 +258,3 @@ def _attempt_number(record: Any) -> int:
     """Attempts made so far, this one included (read after the engine recorded it)."""
     count = getattr(record, "dispatch_count", None)  # a task
     return int(record.attempt_count if count is None else count)  # else a job run
-
-
-def _last_response(attempt: Attempt) -> str:
-    if attempt.exception is not None:
-        trace = "".join(traceback.format_exception(attempt.exception))
-        return f"500 from an exception in the app:\n{trace}"
-    text = attempt.response.text[:2000] if attempt.response is not None else ""
-    return f"{attempt.status_code} {text}"
-
