@@ -24,6 +24,7 @@ from google.cloud import scheduler_v1
 
 from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError, Outcome
+from fastapi_cloud_tasks.engine.due_index import DueIndex
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.http_target import unsendable
 from fastapi_cloud_tasks.engine.locations_iam import get_location, list_locations
@@ -105,6 +106,10 @@ class CloudSchedulerEngine:
         self._seq = itertools.count()
         self._random = random.Random()
         self._lock = threading.RLock()
+        # Jobs by their next due time (then creation order), and forced runs (RunJob) by
+        # creation order: a dispatch looks at the first of each, not at every job.
+        self._due: DueIndex[JobRecord] = DueIndex()
+        self._forced: DueIndex[JobRecord] = DueIndex()
         self._store = store  # told of every change; NO_STORE keeps nothing
         self._restore()
 
@@ -117,6 +122,7 @@ class CloudSchedulerEngine:
             self._jobs[record.name] = record
             if job.state == State.ENABLED:
                 self._schedule_next(record, self.clock.now())
+            self._index(record)
             last = max(last, seq)
         self._seq = itertools.count(last + 1)
 
@@ -154,6 +160,7 @@ class CloudSchedulerEngine:
             record = JobRecord(job, zone, None, next(self._seq))
             self._schedule_next(record, self.clock.now())
             self._jobs[job.name] = record
+            self._index(record)
             self._store.put_job(record.seq, job)
             return self._view(record)
 
@@ -191,13 +198,16 @@ class CloudSchedulerEngine:
             record.retry_at = None
             if job.state == State.ENABLED:
                 self._schedule_next(record, self.clock.now())
+            self._index(record)
             self._store.put_job(record.seq, job)
             return self._view(record)
 
     def delete_job(self, request: scheduler_v1.DeleteJobRequest) -> None:
         with self._lock:
             self._job(request.name)
-            del self._jobs[request.name]
+            record = self._jobs.pop(request.name)
+            self._due.discard(record)
+            self._forced.discard(record)
             self._store.delete_job(request.name)
 
     def pause_job(self, request: scheduler_v1.PauseJobRequest) -> scheduler_v1.Job:
@@ -207,6 +217,7 @@ class CloudSchedulerEngine:
                 raise exceptions.FailedPrecondition("Only an ENABLED job can be paused.")
             record.job.state = State.PAUSED  # type: ignore[assignment]
             record.next_run = record.retry_at = None
+            self._index(record)
             self._store.put_job(record.seq, record.job)
             return self._view(record)
 
@@ -217,6 +228,7 @@ class CloudSchedulerEngine:
                 raise exceptions.FailedPrecondition("Only a PAUSED job can be resumed.")
             record.job.state = State.ENABLED  # type: ignore[assignment]
             self._schedule_next(record, self.clock.now())
+            self._index(record)
             self._store.put_job(record.seq, record.job)
             return self._view(record)
 
@@ -225,6 +237,7 @@ class CloudSchedulerEngine:
         with self._lock:
             record = self._job(request.name)
             record.forced = True
+            self._index(record)
             self._ready()
             return self._view(record)
 
@@ -275,18 +288,19 @@ class CloudSchedulerEngine:
 
     def next_due_time(self) -> datetime | None:
         with self._lock:
-            now = self.clock.now()
-            times = [now if r.forced else r.due_time() for r in self._jobs.values()]
-            return min((t for t in times if t is not None), default=None)
+            first = [self._first(self._due), self._first(self._forced)]
+            return min((when for when, _, _ in filter(None, first)), default=None)
 
     def take_due(self) -> JobDispatch | None:
+        """Start the next run attempt due now: of the jobs due and the forced runs (due now),
+        the earliest, then the first created."""
         with self._lock:
             now = self.clock.now()
-            due = [(now if r.forced else r.due_time(), r.seq, r) for r in self._jobs.values()]
-            ready = [(t, seq, r) for t, seq, r in due if t is not None and t <= now]
+            first = [self._first(self._due), self._first(self._forced)]
+            ready = [item for item in first if item is not None and item[0] <= now]
             if not ready:
                 return None
-            when, _, record = min(ready, key=lambda item: (item[0], item[1]))
+            when, _, record = min(ready, key=lambda item: item[:2])
             if record.forced:
                 record.forced = False
                 record.run_schedule_time, record.attempt_count = now, 0
@@ -296,6 +310,7 @@ class CloudSchedulerEngine:
                 self._schedule_next(record, when)
             record.retry_at = None
             record.in_flight = True
+            self._index(record)
             try:
                 return self._dispatch(record, now)
             except Exception as exc:
@@ -306,6 +321,36 @@ class CloudSchedulerEngine:
                     f"The request of job {record.name} could not be built; that attempt "
                     "counts as failed without a response."
                 ) from exc
+
+    def _index(self, record: JobRecord) -> None:
+        """File `record` by when it is next due (not while a run is in flight, nor paused) and
+        whether a RunJob waits; called after every change to its schedule, retries, runs or
+        existence."""
+        present = self._jobs.get(record.name) is record
+        due = record.due_time() if present and not record.forced else None  # forced: now
+        if due is None:
+            self._due.discard(record)
+        else:
+            self._due.set(record, (due, record.seq))
+        if record.forced and present:
+            self._forced.set(record, record.seq)
+        else:
+            self._forced.discard(record)
+
+    def _first(self, index: DueIndex[JobRecord]) -> tuple[datetime, int, JobRecord] | None:
+        """The first job of `index`: when it is due (a forced run: now), its creation order
+        and record, after checking the entry still describes the job (and filing it again
+        where it does not)."""
+        while (entry := index.peek()) is not None:
+            key, record = entry
+            if self._jobs.get(record.name) is record:
+                if index is self._forced and record.forced:
+                    return self.clock.now(), record.seq, record
+                if index is self._due and not record.forced and key == (record.due_time(),
+                                                                         record.seq):
+                    return key[0], record.seq, record
+            self._index(record)
+        return None
 
     def _dispatch(self, record: JobRecord, now: datetime) -> JobDispatch:
         job = scheduler_v1.Job.pb(record.job)  # raw reads: this runs on every attempt
@@ -342,6 +387,13 @@ class CloudSchedulerEngine:
 
     def _record_attempt(self, record: JobRecord, schedule_time: datetime,
                         dispatch_time: datetime, status: int | None) -> Outcome:
+        try:
+            return self._settle(record, schedule_time, dispatch_time, status)
+        finally:
+            self._index(record)  # due again: its next occurrence, or a retry
+
+    def _settle(self, record: JobRecord, schedule_time: datetime, dispatch_time: datetime,
+                status: int | None) -> Outcome:
         now = self.clock.now()
         record.in_flight = False
         if record.next_run is not None and record.next_run < now:
