@@ -13,7 +13,9 @@ from pathlib import Path
 
 from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.emulator.attempt_log import AttemptLog
 from fastapi_cloud_tasks.emulator.connection_limits import Limits
+from fastapi_cloud_tasks.emulator.dashboard import Dashboard
 from fastapi_cloud_tasks.emulator.dispatcher import Dispatcher
 from fastapi_cloud_tasks.emulator.grpc_server import GrpcServer
 from fastapi_cloud_tasks.emulator.http_limits import HTTP_LIMITS
@@ -37,7 +39,8 @@ JWKS_PATH = "/oauth2/v3/certs"
 
 class Emulator:
     """Cloud Tasks + Cloud Scheduler on `host:port` (gRPC) and on `host:http_port` (REST, with
-    the token signing certificates: /oauth2/v1/certs as PEM, /oauth2/v3/certs as JWKS).
+    the token signing certificates: /oauth2/v1/certs as PEM, /oauth2/v3/certs as JWKS, and
+    the dashboard at /).
 
     The REST port answers only requests addressed to it by a loopback name, its bound address
     or one of `allowed_hosts`, and none a page of another origin sends (`SameOrigin`);
@@ -80,7 +83,10 @@ class Emulator:
         self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens, store=self.store)
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
-        self.dispatcher = Dispatcher([self.tasks, self.scheduler], max_in_flight, clock=clock)
+        self.attempts = AttemptLog(clock)  # the dashboard's recent attempts
+        self.dispatcher = Dispatcher([self.attempts.observe(self.tasks),
+                                      self.attempts.observe(self.scheduler)],
+                                     max_in_flight, clock=clock)
         # One port serves both APIs: their clients' Locations calls list both's locations.
         self.locations = Locations(self.tasks, self.scheduler)
         self._grpc_server = GrpcServer([(TASKS, self.tasks), (SCHEDULER, self.scheduler),
@@ -102,9 +108,9 @@ class Emulator:
         self.http_port = await self._http_server.start(self.host, self.http_port)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run())
         logger.warning("Cloud Tasks + Cloud Scheduler emulator on %s:%d (gRPC) and "
-                       "http://%s:%d (REST); certificates at http://%s:%d%s", self.host,
-                       self.port, self.host, self.http_port, self.host, self.http_port,
-                       CERTS_PATH)
+                       "http://%s:%d (REST); certificates at http://%s:%d%s; dashboard at "
+                       "http://%s:%d/", self.host, self.port, self.host, self.http_port,
+                       self.host, self.http_port, CERTS_PATH, self.host, self.http_port)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.dispatcher.stop(grace)
@@ -118,6 +124,7 @@ class Emulator:
 
     def _http_routes(self) -> Router:
         router = Router()
+        Dashboard(self.tasks, self.scheduler, self.attempts).add_routes(router)
         router.add("GET", re.escape(CERTS_PATH),
                    lambda request, match: _certs(self.tokens.certificates()))
         router.add("GET", re.escape(JWKS_PATH), lambda request, match: _certs(self.tokens.jwks()))
