@@ -14,7 +14,9 @@
 (b) What the `cloudtasks_harness` fixture costs a test that does nothing: building a Harness
     and a CloudTasksQueue and closing them, in process (also with `start=`, which freezes the
     clock at once); and end to end through pytest itself, 300 trivial tests requesting
-    `cloudtasks_queue` against 300 requesting nothing, (time_with - time_without) / 300.
+    `cloudtasks_queue` against 300 requesting nothing, (time_with - time_without) / 300;
+    and 300 tests that move the clock once (`advance(seconds=1)`: the clock backend starts and
+    stops), with the default clock backend and with freezegun.
 (c) A daily Cloud Scheduler job (`0 7 * * *`) advanced 365 days, against the same 365 requests
     sent by hand as in (a).
 
@@ -527,29 +529,36 @@ import pytest
 
 @pytest.mark.parametrize("i", range({tests}))
 def test_trivial(i{fixture}):
-    pass
+    {body}
 """
+# A test that moves the clock once: the clock backend starts (freezes time) and stops.
+MOVES_BODY = "cloudtasks_queue.advance(seconds=1)"
 PYTEST_WITH = "pytest: tests requesting cloudtasks_queue"
 PYTEST_WITHOUT = "pytest: tests requesting no fixture"
+PYTEST_MOVES = "pytest: tests calling advance(seconds=1), default clock"
+PYTEST_MOVES_FREEZEGUN = "pytest: the same, cloudtasks_clock = freezegun"
 
 
 @contextlib.contextmanager
-def pytest_project() -> Iterator[tuple[Path, Path, Path]]:
+def pytest_project() -> Iterator[tuple[Path, Path, Path, Path]]:
     with tempfile.TemporaryDirectory(prefix="bench_harness_") as tmp:
         root = Path(tmp)
         (root / "pytest.ini").write_text(PYTEST_INI)
-        with_fixture = root / "test_with_fixture.py"
-        without = root / "test_without_fixture.py"
-        with_fixture.write_text(PYTEST_FILE.format(tests=PYTEST_TESTS,
-                                                   fixture=", cloudtasks_queue"))
-        without.write_text(PYTEST_FILE.format(tests=PYTEST_TESTS, fixture=""))
-        yield root, with_fixture, without
+        files = []
+        for name, fixture, body in (("test_with_fixture.py", ", cloudtasks_queue", "pass"),
+                                    ("test_without_fixture.py", "", "pass"),
+                                    ("test_moves_clock.py", ", cloudtasks_queue", MOVES_BODY)):
+            (root / name).write_text(PYTEST_FILE.format(tests=PYTEST_TESTS, fixture=fixture,
+                                                        body=body))
+            files.append(root / name)
+        yield root, files[0], files[1], files[2]
 
 
-def run_pytest(root: Path, test_file: Path) -> Timing:
+def run_pytest(root: Path, test_file: Path, *options: str) -> Timing:
     """One `python -m pytest` over `test_file` (wall; CPU of the child), checked to pass all."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", test_file.name]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *options,
+               test_file.name]
     watch = Stopwatch(children_cpu_ns)
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
                           check=False)
@@ -563,10 +572,13 @@ def run_pytest(root: Path, test_file: Path) -> Timing:
 def measure_pytest() -> Samples:
     """Whole pytest runs (startup included, the same for both): the difference is what the
     fixtures cost. No warm-up run: the interleaving spreads the cold first run's cost."""
-    with pytest_project() as (root, with_fixture, without):
+    with pytest_project() as (root, with_fixture, without, moves):
         return interleaved([
             Contender(PYTEST_WITH, 1, lambda: run_pytest(root, with_fixture)),
             Contender(PYTEST_WITHOUT, 1, lambda: run_pytest(root, without)),
+            Contender(PYTEST_MOVES, 1, lambda: run_pytest(root, moves)),
+            Contender(PYTEST_MOVES_FREEZEGUN, 1,
+                      lambda: run_pytest(root, moves, "-o", "cloudtasks_clock=freezegun")),
         ], PYTEST_ROUNDS)
 
 
@@ -591,9 +603,9 @@ def table(title: str, unit: str, samples: Samples, reference: str) -> None:
     print()
 
 
-def per_test_ms(runs: Samples, metric: str) -> tuple[float, float]:
-    """(median with - median without, median of per-round differences) / tests, in ms."""
-    with_, without = runs[metric][PYTEST_WITH], runs[metric][PYTEST_WITHOUT]
+def per_test_ms(runs: Samples, metric: str, name: str = PYTEST_WITH) -> tuple[float, float]:
+    """(median of `name` - median without, median of per-round differences) / tests, in ms."""
+    with_, without = runs[metric][name], runs[metric][PYTEST_WITHOUT]
     of_medians = statistics.median(with_) - statistics.median(without)
     paired = statistics.median(a - b for a, b in zip(with_, without, strict=True))
     return of_medians / PYTEST_TESTS / 1e6, paired / PYTEST_TESTS / 1e6
@@ -645,6 +657,14 @@ def main() -> None:
     print(f"fixture_overhead_ms={wall_ms:.2f} (target < {TARGET_FIXTURE_MS:.0f}; through "
           "pytest)")
     print(f"fixture_overhead_ms_cpu={cpu_ms:.2f} (CPU time of pytest, cross-check)")
+    for key, name in (("clock_move_overhead_ms", PYTEST_MOVES),
+                      ("clock_move_overhead_ms_freezegun", PYTEST_MOVES_FREEZEGUN)):
+        moved_ms, _ = per_test_ms(runs, "wall", name)
+        moved_cpu_ms, _ = per_test_ms(runs, "cpu", name)
+        target = f"target <= {TARGET_FIXTURE_MS:.0f}; " if name == PYTEST_MOVES else ""
+        print(f"{key}={moved_ms:.2f} ({target}a test that moves the clock, against one "
+              f"taking no fixture; of which moving: {moved_ms - wall_ms:.2f}, the fixture "
+              f"alone: {wall_ms:.2f}; CPU {moved_cpu_ms:.2f})")
     print(f"fixture_construct_close_ms={median(fixture, FIXTURE) / 1e6:.2f} "
           f"(target < {TARGET_FIXTURE_MS:.0f}; in process)")
     print(f"year_advance_ratio={ratio(year, year_name, HAND):.2f} "

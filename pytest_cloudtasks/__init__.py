@@ -21,7 +21,9 @@ if TYPE_CHECKING:
         TaskRoutingError,
     )
     from pytest_cloudtasks.harness import Attempt, Harness, HarnessConfig
+    from pytest_cloudtasks.lifespan import LifespanFailed
     from pytest_cloudtasks.queue import CloudTasksQueue
+    from pytest_cloudtasks.runaway import RunawayError
     from pytest_cloudtasks.scheduler import CloudTasksScheduler
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "CloudTasksUsageError",
     "TaskRoutingError",
     "AssertionArgumentsError",
+    "LifespanFailed",
+    "RunawayError",
 ]
 
 _MODULES = {
@@ -54,6 +58,8 @@ _MODULES = {
     "CloudTasksUsageError": "errors",
     "TaskRoutingError": "errors",
     "AssertionArgumentsError": "errors",
+    "LifespanFailed": "lifespan",
+    "RunawayError": "runaway",
 }
 
 

@@ -6,10 +6,16 @@ and Content-Length, and the body. Calling the app directly costs about a third o
 through httpx's ASGI transport, whose request and URL models dominated a drain; the response
 becomes an `httpx.Response` only when a test reads it. Sync tests run the calls on an event
 loop in a helper thread (as starlette's TestClient does); async tests await them on their own.
+
+An attempt has a wall-clock time limit (the task's `dispatch_deadline`): past it the service
+stops waiting, and so does `deliver`. An async endpoint is cancelled; a sync one, running in a
+worker thread, cannot be: its thread runs on in the background (as a worker does after Cloud
+Tasks gave up) and the harness waits for it at teardown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable
@@ -23,7 +29,7 @@ import httpx
 
 from fastapi_cloud_tasks.engine.http_target import split_url, wire_headers
 
-__all__ = ["AppRouter", "Delivered", "Portal", "deliver"]
+__all__ = ["AppRouter", "Delivered", "Portal", "deliver", "finish_background"]
 
 ASGIApp = Callable[..., Awaitable[None]]
 CLIENT = ("127.0.0.1", 123)  # the peer address the app sees, as under httpx's ASGI transport
@@ -42,6 +48,7 @@ class Delivered:
     exception: BaseException | None
     method: str
     url: str
+    deadline_exceeded: float | None = None  # the wall-clock limit (s) the app did not answer in
 
     @functools.cached_property
     def response(self) -> httpx.Response | None:
@@ -60,10 +67,15 @@ class Delivered:
 
 
 async def deliver(
-    app: ASGIApp, method: str, url: str, headers: dict[str, str], body: bytes
+    app: ASGIApp, method: str, url: str, headers: dict[str, str], body: bytes,
+    state: dict[str, Any] | None = None, timeout: float | None = None,
+    background: set[asyncio.Task[Any]] | None = None,
 ) -> Delivered:
-    """Send one request into `app`. An exception escaping the app (or a request that cannot be
-    sent, like a header that is not ASCII) is kept, and the attempt counts as a 500."""
+    """Send one request into `app`, with a shallow copy of the lifespan's `state` in its scope.
+    An exception escaping the app (or a request that cannot be sent, like a header that is not
+    ASCII) is kept, and the attempt counts as a 500. Past `timeout` seconds the attempt is a
+    DEADLINE_EXCEEDED (a 504 to the service) and the app's call, cancelled, goes on in
+    `background` until it returns."""
     status, answered = 500, False
     response_headers: list[tuple[bytes, bytes]] = []
     parts: list[bytes] = []
@@ -96,7 +108,13 @@ async def deliver(
 
     exception: BaseException | None = None
     try:
-        await app(_scope(method, url, headers, body), receive, send)
+        scope = _scope(method, url, headers, body, state)
+        if timeout is None:
+            await app(scope, receive, send)
+        elif not await _within(app(scope, receive, send), timeout, background):
+            if done is not None:  # the client is gone: a streaming response may listen for it
+                done.set()
+            return Delivered(504, False, [], b"", None, method, url, timeout)
     except Exception as exc:  # the app raised: the server answers 500 if it had not answered
         exception = exc
     if not answered:
@@ -105,7 +123,40 @@ async def deliver(
                      url)
 
 
-def _scope(method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+async def _within(call: Awaitable[None], timeout: float,
+                  background: set[asyncio.Task[Any]] | None) -> bool:
+    """Await `call` for at most `timeout` seconds (of real time: the event loop's clock is never
+    faked); False if it did not finish. The call runs as a task so that, past the deadline, it
+    can be left running: cancelling a sync endpoint only takes effect when its thread returns
+    (anyio's `to_thread.run_sync` shields it)."""
+    task = asyncio.ensure_future(call)
+    finished, _ = await asyncio.wait({task}, timeout=timeout)
+    if finished:
+        task.result()  # the app's exception, if it raised
+        return True
+    task.cancel()
+    if background is not None:
+        background.add(task)
+        task.add_done_callback(background.discard)
+    task.add_done_callback(_ignore_outcome)
+    return False
+
+
+def _ignore_outcome(task: asyncio.Task[Any]) -> None:
+    """What a call past its deadline finally did is nobody's business (as for the service);
+    retrieving it keeps asyncio from logging "exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def finish_background(background: set[asyncio.Task[Any]]) -> None:
+    """Wait for calls left running past their deadline (on their loop, at teardown)."""
+    if background:
+        await asyncio.wait(set(background))
+
+
+def _scope(method: str, url: str, headers: dict[str, str], body: bytes,
+           state: dict[str, Any] | None) -> dict[str, Any]:
     target = split_url(url)
     fields = [(name.lower(), value) for name, value in wire_headers(target, method, headers, body)]
     return {
@@ -121,6 +172,8 @@ def _scope(method: str, url: str, headers: dict[str, str], body: bytes) -> dict[
         "headers": fields,
         "server": (target.host, target.port),
         "client": CLIENT,
+        # As uvicorn and Starlette's TestClient: each request its own shallow copy.
+        "state": dict(state) if state else {},
     }
 
 

@@ -17,10 +17,11 @@ INSTALL_TESTING = 'pip install "fastapi-cloud-tasks[testing]"'
 # Each optional module: its distribution's name, what it is for, the command that installs it.
 _NEEDED = {
     "httpx": ("httpx", "the responses of Attempt.response", INSTALL_TESTING),
-    "freezegun": ("freezegun", "the default clock backend, cloudtasks_clock = freezegun",
+    "time_machine": ("time-machine",
+                     "the default clock backend, cloudtasks_clock = time-machine",
+                     INSTALL_TESTING),
+    "freezegun": ("freezegun", "the clock backend cloudtasks_clock = freezegun",
                   INSTALL_TESTING),
-    "time_machine": ("time-machine", "the clock backend cloudtasks_clock = time-machine",
-                     "pip install time-machine"),
 }
 
 

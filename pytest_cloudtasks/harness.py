@@ -26,11 +26,13 @@ from fastapi_cloud_tasks.engine.transports import (
     tasks_client,
 )
 from pytest_cloudtasks.captured import CapturedJob, CapturedTask
-from pytest_cloudtasks.clock import HarnessClock
-from pytest_cloudtasks.delivery import AppRouter, Delivered, Portal, deliver
+from pytest_cloudtasks.clock import DEFAULT_BACKEND, HarnessClock
+from pytest_cloudtasks.delivery import AppRouter, Delivered, Portal, deliver, finish_background
 from pytest_cloudtasks.errors import TaskFailed
 from pytest_cloudtasks.failures import attempt_history, last_response
+from pytest_cloudtasks.lifespan import Lifespans, call_on_loop
 from pytest_cloudtasks.routing import RouteCheck
+from pytest_cloudtasks.runaway import RunawayGuard
 
 __all__ = ["Attempt", "Harness", "HarnessConfig", "TaskFailed"]
 
@@ -67,6 +69,11 @@ class Attempt:
     def succeeded(self) -> bool:
         return 200 <= self.status_code < 300
 
+    @property
+    def deadline_exceeded(self) -> bool:
+        """The app did not answer within the attempt's deadline (status_code is then 504)."""
+        return self.delivered.deadline_exceeded is not None
+
     def __repr__(self) -> str:
         return (f"<Attempt {self.task.describe()} -> {self.status_code} at "
                 f"{self.dispatch_time.isoformat()} ({self.outcome.value})>")
@@ -79,7 +86,11 @@ class HarnessConfig:
     strict: bool = False  # NotFound for queues nobody created, as in production
     fail_fast: bool = False
     max_deliveries: int = 1000
-    clock_backend: str = "freezegun"
+    clock_backend: str = DEFAULT_BACKEND
+    tick: bool = False  # virtual time runs on with real time between moves
+    lifespan: str = "auto"  # run the apps' lifespans: "auto" (if supported), "on", "off"
+    # The wall-clock time an attempt may take: its dispatch/attempt deadline times this.
+    deadline_scale: float = 1.0
     assert_all_handled: bool = False  # teardown: every task and job was run or asserted
 
 
@@ -101,7 +112,12 @@ class _Registered:
 class Harness:
     def __init__(self, app: Any, config: HarnessConfig) -> None:
         self.config = config
-        self.clock = HarnessClock(config.start, config.clock_backend)
+        if not config.deadline_scale > 0:
+            raise ValueError(f"deadline_scale={config.deadline_scale!r}: give a number above 0 "
+                             "(0.01 lets a 15 s deadline pass after 0.15 s).")
+        self.lifespans = Lifespans(config.lifespan)
+        self.background: set[Any] = set()  # app calls left running past their deadline
+        self.clock = HarnessClock(config.start, config.clock_backend, config.tick)
         self.tokens = _LazyTokens()
         self.engine = CloudTasksEngine(
             self.clock,
@@ -140,9 +156,16 @@ class Harness:
         return self.clock.now() + delta
 
     def close(self) -> None:
-        self._stack.close()
-        self.portal.close()
-        self.clock.stop()
+        __tracebackhide__ = True
+        try:
+            for loop in {task.get_loop() for task in self.background}:
+                if not loop.is_closed():
+                    call_on_loop(loop, 0, functools.partial(finish_background, self.background))
+            self.lifespans.close()
+        finally:
+            self._stack.close()
+            self.portal.close()
+            self.clock.stop()
 
     # -- the drain loop ------------------------------------------------------------------
 
@@ -151,17 +174,13 @@ class Harness:
         due), moving the clock to each dispatch time; then move the clock to `until`."""
         __tracebackhide__ = True
         done: list[Attempt] = []
+        guard = RunawayGuard(self.config.max_deliveries, endless=until is None)
         while True:
             next_up = self._next(until, forced_only)
             if next_up is None:
                 break
-            if len(done) >= self.config.max_deliveries:
-                raise RuntimeError(
-                    f"stopped after {len(done)} deliveries: a task keeps enqueueing itself "
-                    "(or failing)? Raise the limit with @pytest.mark.cloudtasks("
-                    "max_deliveries=...) if this is expected."
-                )
             when, registered = next_up
+            guard.check(done, moved=when > self.clock.now())
             self.clock.move_to(when)
             dispatch = registered.source.take_due()
             if dispatch is None:  # rate limits: the next token is a moment later
@@ -189,10 +208,14 @@ class Harness:
     async def _deliver(self, registered: _Registered, dispatch: Dispatch) -> Attempt:
         captured = registered.capture(dispatch)
         app = self.router.app_for(dispatch.url)
+        state = await self.lifespans.state_for(app)
         result = await deliver(app, dispatch.method, dispatch.url, dispatch.headers,
-                               dispatch.body)
+                               dispatch.body, state,
+                               dispatch.deadline.total_seconds() * self.config.deadline_scale,
+                               self.background)
         retry_after = parse_retry_after(result.header(b"retry-after"))
-        outcome = registered.source.finish(dispatch, result.status_code, retry_after)
+        status = None if result.deadline_exceeded is not None else result.status_code
+        outcome = registered.source.finish(dispatch, status, retry_after)
         attempt = Attempt(
             task=captured,
             schedule_time=dispatch.schedule_time,
@@ -234,8 +257,13 @@ class Harness:
             ) from attempt.exception
 
     def run(self, until: datetime | None, *, forced_only: bool = False) -> list[Attempt]:
-        """`arun` for sync tests, on the helper thread's event loop."""
+        """`arun` for sync tests, on the helper thread's event loop (started only when
+        something is due: moving the clock past nothing costs no thread)."""
         __tracebackhide__ = True
+        if self._next(until, forced_only) is None:
+            if until is not None:
+                self.clock.move_to(until)
+            return []
         return list(self.portal.call(self._arun_kw, until, forced_only))
 
     async def _arun_kw(self, until: datetime | None, forced_only: bool) -> list[Attempt]:

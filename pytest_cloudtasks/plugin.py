@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_cloudtasks.clock import BACKENDS
+from pytest_cloudtasks.clock import BACKENDS, DEFAULT_BACKEND
 from pytest_cloudtasks.extras import require
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ CLOCK_MODULES = {"freezegun": "freezegun", "time-machine": "time_machine"}
 RETRY_KEYS = {"max_attempts": int, "min_backoff": float, "max_backoff": float,
               "max_doublings": int, "max_retry_duration": float}
 RATE_KEYS = {"max_dispatches_per_second": float, "max_concurrent_dispatches": int}
-HARNESS_KEYS = {"strict": bool, "fail_fast": bool, "max_deliveries": int, "start": str}
+HARNESS_KEYS = {"strict": bool, "fail_fast": bool, "max_deliveries": int, "start": str,
+                "tick": bool, "lifespan": str, "deadline_scale": float}
 ALL_KEYS = {**RETRY_KEYS, **RATE_KEYS, **HARNESS_KEYS}
 MARKER_HELP = (
     "cloudtasks(start=None, **settings): the virtual clock's start (aware datetime or ISO 8601) "
@@ -45,7 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist", default=[],
     )
     parser.addini("cloudtasks_clock", f"what freezes app time: one of {BACKENDS}",
-                  default="freezegun")
+                  default=DEFAULT_BACKEND)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -125,6 +126,9 @@ def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
         fail_fast=bool(settings.get("fail_fast", False)),
         max_deliveries=int(settings.get("max_deliveries", 1000)),
         clock_backend=request.config.getini("cloudtasks_clock"),
+        tick=bool(settings.get("tick", False)),
+        lifespan=str(settings.get("lifespan", "auto")),
+        deadline_scale=float(settings.get("deadline_scale", 1.0)),
     )
 
 

@@ -85,38 +85,36 @@ def test_without_httpx_a_fixture_is_a_usage_error_with_the_install_line(
     result.stdout.no_fnmatch_line("E  *ModuleNotFoundError*")
 
 
-def test_without_freezegun_the_fixture_fails_at_setup_not_at_the_first_advance(
-    pytester: pytest.Pytester,
-) -> None:
-    result = run_without(pytester, ["freezegun"], USES_QUEUE.replace(
-        "cloudtasks_queue", "cloudtasks_scheduler").replace("ping.delay(n=1)", "pass"
-    ).replace("assert runs == [1]", "assert runs == []"))
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([
-        "E  *UsageError: The cloudtasks_scheduler fixture needs freezegun (the default clock "
-        f"backend, cloudtasks_clock = freezegun), which is not installed: {INSTALL}",
-    ])
-
-
-def test_without_freezegun_the_time_machine_clock_still_works(
-    pytester: pytest.Pytester,
-) -> None:
-    result = run_without(pytester, ["freezegun"], USES_QUEUE,
-                         ini="cloudtasks_clock = time-machine\n")
-    result.assert_outcomes(passed=1)
-
-
-def test_without_time_machine_its_clock_names_its_install_line(
+def test_without_time_machine_the_fixture_fails_at_setup_not_at_the_first_advance(
     pytester: pytest.Pytester,
 ) -> None:
     # Without time-machine its own pytest plugin is not installed either.
-    result = run_without(pytester, ["time_machine"], USES_QUEUE,
-                         "cloudtasks_clock = time-machine\n", "-p", "no:time_machine")
+    result = run_without(pytester, ["time_machine"], USES_QUEUE.replace(
+        "cloudtasks_queue", "cloudtasks_scheduler").replace("ping.delay(n=1)", "pass"
+    ).replace("assert runs == [1]", "assert runs == []"), "", "-p", "no:time_machine")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([
-        "E  *UsageError: The cloudtasks_queue fixture needs time-machine (the clock backend "
-        "cloudtasks_clock = time-machine), which is not installed: run `pip install "
-        "time-machine`.",
+        "E  *UsageError: The cloudtasks_scheduler fixture needs time-machine (the default "
+        f"clock backend, cloudtasks_clock = time-machine), which is not installed: {INSTALL}",
+    ])
+
+
+def test_without_time_machine_the_freezegun_clock_still_works(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_without(pytester, ["time_machine"], USES_QUEUE,
+                         "cloudtasks_clock = freezegun\n", "-p", "no:time_machine")
+    result.assert_outcomes(passed=1)
+
+
+def test_without_freezegun_its_clock_names_its_install_line(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_without(pytester, ["freezegun"], USES_QUEUE, "cloudtasks_clock = freezegun\n")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "E  *UsageError: The cloudtasks_queue fixture needs freezegun (the clock backend "
+        f"cloudtasks_clock = freezegun), which is not installed: {INSTALL}",
     ])
 
 

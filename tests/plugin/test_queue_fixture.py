@@ -396,8 +396,9 @@ def test_a_task_that_keeps_enqueueing_itself_is_stopped_at_max_deliveries(
     """)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "E  *RuntimeError: stopped after 5 deliveries: a task keeps enqueueing itself (or "
-        "failing)? Raise the limit with @pytest.mark.cloudtasks(max_deliveries=...) if this is "
+        "E  *RunawayError: stopped after 5 deliveries in a row without the clock moving (at "
+        "*): forever(n=4) (5 of them) keeps enqueueing itself with no delay, or fails with no "
+        "backoff? Raise the limit with @pytest.mark.cloudtasks(max_deliveries=...) if this is "
         "expected.",
     ])
 
