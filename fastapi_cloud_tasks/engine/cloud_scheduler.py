@@ -296,7 +296,7 @@ class CloudSchedulerEngine:
         the earliest, then the first created."""
         with self._lock:
             now = self.clock.now()
-            first = [self._first(self._due), self._first(self._forced)]
+            first = [self._first(self._due), self._first(self._forced, now)]
             ready = [item for item in first if item is not None and item[0] <= now]
             if not ready:
                 return None
@@ -337,15 +337,16 @@ class CloudSchedulerEngine:
         else:
             self._forced.discard(record)
 
-    def _first(self, index: DueIndex[JobRecord]) -> tuple[datetime, int, JobRecord] | None:
-        """The first job of `index`: when it is due (a forced run: now), its creation order
-        and record, after checking the entry still describes the job (and filing it again
-        where it does not)."""
+    def _first(self, index: DueIndex[JobRecord], now: datetime | None = None
+               ) -> tuple[datetime, int, JobRecord] | None:
+        """The first job of `index`: when it is due (a forced run: `now`, the caller's, as a
+        real clock has moved on since it read it), its creation order and record, after
+        checking the entry still describes the job (and filing it again where it does not)."""
         while (entry := index.peek()) is not None:
             key, record = entry
             if self._jobs.get(record.name) is record:
                 if index is self._forced and record.forced:
-                    return self.clock.now(), record.seq, record
+                    return now or self.clock.now(), record.seq, record
                 if index is self._due and not record.forced and key == (record.due_time(),
                                                                          record.seq):
                     return key[0], record.seq, record
