@@ -181,8 +181,8 @@ class Dashboard:
         except exceptions.GoogleAPICallError as exc:
             code = exc.grpc_status_code.name if exc.grpc_status_code is not None else "UNKNOWN"
             return self.page(_as_get(request), status=exc.code or 500,
-                             error=f"{action.done.split(':')[0]} {name} failed: {code}: "
-                                   f"{exc.message}")
+                             error=f"{action.label} {key.split('-')[1]} {name} failed: "
+                                   f"{code}: {exc.message}")
         location = "/?" + urlencode({"done": key, "name": name})
         return HttpResponse(303, b"", _HTML, (("Location", location), *_SECURITY_HEADERS))
 
