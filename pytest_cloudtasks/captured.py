@@ -18,13 +18,14 @@ from fastapi_cloud_tasks.engine.cloud_tasks import TaskRecord
 from fastapi_cloud_tasks.exceptions import FastAPICloudTasksError
 from fastapi_cloud_tasks.scheduled_route import job_endpoints
 
-__all__ = ["CapturedJob", "CapturedTask", "find_endpoint"]
+__all__ = ["CapturedJob", "CapturedTask", "Snapshots", "find_endpoint"]
 
 _METHOD_NAMES = {int(value): name for name, value in tasks_v2.HttpMethod.__members__.items()}
 _JOB_METHOD_NAMES = {
     int(value): name for name, value in scheduler_v1.HttpMethod.__members__.items()
 }
 _JOB_STATE_NAMES = {int(value): name for name, value in scheduler_v1.Job.State.__members__.items()}
+_JOB_STATE_VALUES = {name: value for value, name in _JOB_STATE_NAMES.items()}
 
 
 def find_endpoint(
@@ -53,22 +54,49 @@ def _base_url(side: Any) -> str:
     return str(side.base_url)
 
 
+class _Request:
+    """The HTTP request a task or job makes, and the endpoint behind its URL: one per task,
+    and per job definition, shared by all the snapshots taken of it (see `Snapshots`)."""
+
+    def __init__(self, method: str, url: str, headers: dict[str, str], body: bytes) -> None:
+        self.method, self.url, self.headers, self.body = method, url, headers, body
+        self.found: tuple[Any, HttpCall | None] | None = None
+
+    def endpoint_in(self, registry: Any) -> tuple[Any, HttpCall | None]:
+        if self.found is None:
+            found = find_endpoint(self.method, self.url, self.headers, self.body,
+                                  registry.newest_first())
+            self.found = found if found is not None else (None, None)
+        return self.found
+
+
 class _Captured:
     """What tasks and jobs share: the request they make, and the endpoint behind its URL."""
 
-    url: str
-    method: str
-    headers: dict[str, str]
-    body: bytes
     name: str
+    _request: _Request
     _registry: Any  # the EndpointRegistry holding the endpoints this kind can target
     _what: str
 
-    @functools.cached_property
+    @property
+    def url(self) -> str:
+        return self._request.url
+
+    @property
+    def method(self) -> str:
+        return self._request.method
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._request.headers
+
+    @property
+    def body(self) -> bytes:
+        return self._request.body
+
+    @property
     def _found(self) -> tuple[Any, HttpCall | None]:
-        found = find_endpoint(self.method, self.url, self.headers, self.body,
-                              self._registry.newest_first())
-        return found if found is not None else (None, None)
+        return self._request.endpoint_in(self._registry)
 
     @property
     def short_name(self) -> str:
@@ -113,15 +141,11 @@ class CapturedTask(_Captured):
     _registry = task_endpoints
     _what = "task"
 
-    def __init__(self, record: TaskRecord) -> None:
-        http = tasks_v2.Task.pb(record.task).http_request  # raw reads: taken on every attempt
+    def __init__(self, record: TaskRecord, request: _Request | None = None) -> None:
         self.record = record
         self.name = record.name
         self.queue: str = record.queue_name
-        self.url = http.url
-        self.method = _METHOD_NAMES[http.http_method or 1]
-        self.headers = dict(http.headers)
-        self.body = http.body
+        self._request = request or _task_request(record)
         self.schedule_time: datetime = record.schedule_time
         self.request: tasks_v2.CreateTaskRequest = record.request
         self.dispatch_count = record.dispatch_count
@@ -140,21 +164,25 @@ class CapturedJob(_Captured):
     _registry = job_endpoints
     _what = "scheduled"
 
-    def __init__(self, record: JobRecord) -> None:
-        copy = scheduler_v1.Job.pb()()
-        copy.CopyFrom(scheduler_v1.Job.pb(record.job))  # one raw copy: taken on every run
-        target = copy.http_target
+    def __init__(self, record: JobRecord, definition: _JobDefinition | None = None) -> None:
+        raw = scheduler_v1.Job.pb(record.job)
         self.record = record
-        self.job: scheduler_v1.Job = scheduler_v1.Job.wrap(copy)
-        self.name = copy.name
-        self.schedule: str = copy.schedule
-        self.time_zone: str = copy.time_zone
-        self.url = target.uri
-        self.method = _JOB_METHOD_NAMES[target.http_method or 1]
-        self.headers = dict(target.headers)
-        self.body = target.body
-        self.state: str = _JOB_STATE_NAMES[copy.state]
+        self._definition = definition or _JobDefinition(_copy_job(raw))
+        self._request = self._definition.request
+        self.name = self._definition.name
+        self.schedule: str = self._definition.schedule
+        self.time_zone: str = self._definition.time_zone
+        self.state: str = _JOB_STATE_NAMES[raw.state]
         self.next_run: datetime | None = record.next_run
+
+    @functools.cached_property
+    def job(self) -> scheduler_v1.Job:
+        """The job's protobuf, built on first use (from the snapshot of a run: its definition
+        and state at that run, without the output fields of the last attempt)."""
+        copy = _copy_job(self._definition.raw)
+        copy.state = _JOB_STATE_VALUES[self.state]
+        job: scheduler_v1.Job = scheduler_v1.Job.wrap(copy)
+        return job
 
     @property
     def retry_config(self) -> scheduler_v1.RetryConfig:
@@ -170,3 +198,59 @@ class CapturedJob(_Captured):
 
     def __repr__(self) -> str:
         return f"<CapturedJob {self.describe()} {self.state} next {self.next_run}>"
+
+
+def _task_request(record: TaskRecord) -> _Request:
+    http = tasks_v2.Task.pb(record.task).http_request  # raw reads: taken on every attempt
+    return _Request(_METHOD_NAMES[http.http_method or 1], http.url, dict(http.headers),
+                    http.body)
+
+
+def _copy_job(raw: Any) -> Any:
+    copy = scheduler_v1.Job.pb()()
+    copy.CopyFrom(raw)
+    return copy
+
+
+class _JobDefinition:
+    """A job's protobuf as it was at a snapshot (a private copy), and the request it makes."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        target = raw.http_target
+        self.request = _Request(_JOB_METHOD_NAMES[target.http_method or 1], target.uri,
+                                dict(target.headers), target.body)
+        self.name: str = raw.name
+        self.schedule: str = raw.schedule
+        self.time_zone: str = raw.time_zone
+
+
+# What a run's snapshot leaves out: the job's state is kept apart, and the last attempt's
+# output changes on every run (read it from `cloudtasks_scheduler.jobs`).
+_PER_RUN_FIELDS = ("state", "status", "last_attempt_time")
+
+
+class Snapshots:
+    """The task or job behind each attempt, kept lean: a day of 100 every-minute jobs is
+    144,000 attempts. A task's request never changes, so its attempts share one; a job's runs
+    share one definition until the job is updated."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[TaskRecord, _Request] = {}
+        self._jobs: dict[JobRecord, tuple[bytes, _JobDefinition]] = {}
+
+    def task(self, record: TaskRecord) -> CapturedTask:
+        request = self._tasks.get(record)
+        if request is None:
+            request = self._tasks[record] = _task_request(record)
+        return CapturedTask(record, request)
+
+    def job(self, record: JobRecord) -> CapturedJob:
+        raw = _copy_job(scheduler_v1.Job.pb(record.job))
+        for name in _PER_RUN_FIELDS:
+            raw.ClearField(name)
+        key = raw.SerializeToString(deterministic=True)
+        known = self._jobs.get(record)
+        if known is None or known[0] != key:
+            known = self._jobs[record] = (key, _JobDefinition(raw))
+        return CapturedJob(record, known[1])

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Generic, TypeVar
 
 import httpx
 from google.cloud import tasks_v2
@@ -16,7 +16,9 @@ from google.cloud import tasks_v2
 from fastapi_cloud_tasks.auth import trust_certificates
 from fastapi_cloud_tasks.clients import ClientOverride, override_clients
 from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
-from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch, Outcome
+from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Outcome
+from fastapi_cloud_tasks.engine.driver import Attempt as Sendable
+from fastapi_cloud_tasks.engine.driver import Source
 from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 from fastapi_cloud_tasks.engine.transports import (
@@ -25,11 +27,12 @@ from fastapi_cloud_tasks.engine.transports import (
     tasks_async_client,
     tasks_client,
 )
-from pytest_cloudtasks.captured import CapturedJob, CapturedTask
+from pytest_cloudtasks.captured import Snapshots
 from pytest_cloudtasks.clock import DEFAULT_BACKEND, HarnessClock
 from pytest_cloudtasks.delivery import AppRouter, Delivered, Portal, deliver, finish_background
 from pytest_cloudtasks.errors import TaskFailed
 from pytest_cloudtasks.failures import attempt_history, last_response
+from pytest_cloudtasks.kept import Interner
 from pytest_cloudtasks.lifespan import Lifespans, call_on_loop
 from pytest_cloudtasks.routing import RouteCheck
 from pytest_cloudtasks.runaway import RunawayGuard
@@ -94,19 +97,13 @@ class HarnessConfig:
     assert_all_handled: bool = False  # teardown: every task and job was run or asserted
 
 
-class Source(Protocol):
-    """Something with work due at times: the Cloud Tasks engine, the scheduler engine."""
-
-    def next_due_time(self) -> datetime | None: ...
-    def take_due(self) -> Any: ...
-    def finish(self, dispatch: Any, status: int | None,
-               retry_after: timedelta | None = None) -> Outcome: ...
+D = TypeVar("D", bound=Sendable)
 
 
 @dataclass
-class _Registered:
-    source: Source
-    capture: Callable[[Any], Any]
+class _Registered(Generic[D]):
+    source: Source[D]
+    capture: Callable[[D], Any]  # the CapturedTask or CapturedJob an attempt reports
 
 
 class Harness:
@@ -118,23 +115,26 @@ class Harness:
         self.lifespans = Lifespans(config.lifespan)
         self.background: set[Any] = set()  # app calls left running past their deadline
         self.clock = HarnessClock(config.start, config.clock_backend, config.tick)
-        self.tokens = _LazyTokens()
+        self.tokens = TokenIssuer()  # one key for both services, made if a token is sent
         self.engine = CloudTasksEngine(
             self.clock,
             auto_create_queues=not config.strict,
             queue_template=config.queue_defaults,
             keep_history=True,
-            tokens=self.tokens,  # type: ignore[arg-type]
+            tokens=self.tokens,
         )
-        self.scheduler = CloudSchedulerEngine(self.clock, tokens=self.tokens)  # type: ignore[arg-type]
+        self.scheduler = CloudSchedulerEngine(self.clock, tokens=self.tokens)
         self.router = AppRouter(app)
         self.portal = Portal()
         self.attempts: list[Attempt] = []
         self.asserted: set[str] = set()  # tasks and jobs an assertion matched, by name
         self.routes = RouteCheck()
-        self._sources = [
-            _Registered(self.engine, lambda d: CapturedTask(d.record)),
-            _Registered(self.scheduler, lambda d: CapturedJob(d.record)),
+        # Every attempt is kept: lean, sharing what repeats between attempts (see kept.py).
+        self._snapshots = Snapshots()
+        self._interner = Interner()
+        self._sources: list[_Registered[Any]] = [
+            _Registered(self.engine, lambda d: self._snapshots.task(d.record)),
+            _Registered(self.scheduler, lambda d: self._snapshots.job(d.record)),
         ]
         self.tasks_client = tasks_client(self.engine)
         self.scheduler_client = scheduler_client(self.scheduler)
@@ -194,7 +194,7 @@ class Harness:
         return done
 
     def _next(self, until: datetime | None, forced_only: bool) -> tuple[datetime, Any] | None:
-        best: tuple[datetime, _Registered] | None = None
+        best: tuple[datetime, _Registered[Any]] | None = None
         for registered in self._sources:
             due = registered.source.next_due_time()
             if due is None or (until is not None and due > until):
@@ -205,11 +205,12 @@ class Harness:
                 best = (due, registered)
         return best
 
-    async def _deliver(self, registered: _Registered, dispatch: Dispatch) -> Attempt:
+    async def _deliver(self, registered: _Registered[D], dispatch: D) -> Attempt:
         captured = registered.capture(dispatch)
         app = self.router.app_for(dispatch.url)
         state = await self.lifespans.state_for(app)
-        result = await deliver(app, dispatch.method, dispatch.url, dispatch.headers,
+        headers = self._interner.headers(dispatch.headers)
+        result = await deliver(app, dispatch.method, dispatch.url, headers,
                                dispatch.body, state,
                                dispatch.deadline.total_seconds() * self.config.deadline_scale,
                                self.background)
@@ -220,12 +221,12 @@ class Harness:
             task=captured,
             schedule_time=dispatch.schedule_time,
             status_code=result.status_code,
-            delivered=result,
-            headers_sent=dispatch.headers,
+            delivered=self._interner.delivered(result),
+            headers_sent=headers,
             dispatch_time=dispatch.dispatch_time,
             exception=result.exception,
             outcome=outcome,
-            number=_attempt_number(dispatch.record),
+            number=_attempt_number(captured.record),
         )
         self.attempts.append(attempt)
         return attempt
@@ -268,18 +269,6 @@ class Harness:
 
     async def _arun_kw(self, until: datetime | None, forced_only: bool) -> list[Attempt]:
         return await self.arun(until, forced_only=forced_only)
-
-
-class _LazyTokens:
-    """A TokenIssuer made on first use: its RSA key costs ~50 ms, most tests need none."""
-
-    def __init__(self) -> None:
-        self._issuer: TokenIssuer | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._issuer is None:
-            self._issuer = TokenIssuer()
-        return getattr(self._issuer, name)
 
 
 def _attempt_number(record: Any) -> int:

@@ -17,29 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from fastapi_cloud_tasks.emulator.http_delivery import DeliveryError, HttpDelivery
 from fastapi_cloud_tasks.engine.clock import SystemClock, TimerClock
 from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError
+from fastapi_cloud_tasks.engine.driver import Attempt, Source
 from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
 
 __all__ = ["Dispatcher"]
 
 logger = logging.getLogger("fastapi_cloud_tasks.emulator")
 RECOVERY_PAUSE = 1.0  # seconds before looking again after an unexpected engine error
-
-
-class Source(Protocol):
-    def next_due_time(self) -> datetime | None: ...
-    def take_due(self) -> Any: ...
-    def finish(self, dispatch: Any, status: int | None,
-               retry_after: timedelta | None = None) -> Any: ...
+D = TypeVar("D", bound=Attempt)
 
 
 class Dispatcher:
-    def __init__(self, sources: list[Source], max_in_flight: int = 64, *,
+    def __init__(self, sources: Sequence[Source[Any]], max_in_flight: int = 64, *,
                  clock: TimerClock | None = None) -> None:
         self._sources = sources
         self.clock = clock or SystemClock()  # the engines' own: due times are on it
@@ -71,7 +67,7 @@ class Dispatcher:
             self.rounds += 1
             await self._sleep()
 
-    def _start_due(self, source: Source) -> None:
+    def _start_due(self, source: Source[D]) -> None:
         failures = 0
         while len(self._inflight) < self.max_in_flight:
             try:
@@ -120,7 +116,7 @@ class Dispatcher:
         if timer is not None:
             timer.cancel()
 
-    async def _deliver(self, source: Source, dispatch: Any) -> None:
+    async def _deliver(self, source: Source[D], dispatch: D) -> None:
         status: int | None = None
         retry_after: timedelta | None = None
         try:

@@ -100,7 +100,7 @@ class CloudSchedulerEngine:
     def __init__(self, clock: Clock, *, tokens: TokenIssuer | None = None,
                  on_ready: Callable[[], None] | None = None, store: Store = NO_STORE) -> None:
         self.clock = clock
-        self._tokens = tokens
+        self.tokens = tokens or TokenIssuer()  # its key is made on first use
         self.on_ready = on_ready
         self._jobs: dict[str, JobRecord] = {}
         self._seq = itertools.count()
@@ -125,12 +125,6 @@ class CloudSchedulerEngine:
             self._index(record)
             last = max(last, seq)
         self._seq = itertools.count(last + 1)
-
-    @property
-    def tokens(self) -> TokenIssuer:
-        if self._tokens is None:
-            self._tokens = TokenIssuer()
-        return self._tokens
 
     # -- RPCs ----------------------------------------------------------------------------
 

@@ -156,7 +156,7 @@ class CloudTasksEngine:
         self.auto_create_queues = auto_create_queues
         self.name_reservation = name_reservation
         self.max_rate = max_rate
-        self._tokens = tokens
+        self.tokens = tokens or TokenIssuer()  # its key is made on first use
         self.on_ready = on_ready
         self.queue_template = queue_template
         # Every task ever created, for a test to inspect; the emulator keeps none.
@@ -178,12 +178,6 @@ class CloudTasksEngine:
         self._lock = threading.RLock()
         self._store = store  # told of every change; NO_STORE keeps nothing
         self._restore()
-
-    @property
-    def tokens(self) -> TokenIssuer:
-        if self._tokens is None:  # RSA key generation costs ~50 ms: only when a token is needed
-            self._tokens = TokenIssuer()
-        return self._tokens
 
     def _restore(self) -> None:
         """Take back what the store kept: queues as they were, tasks at their schedule time

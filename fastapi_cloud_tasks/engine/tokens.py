@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,18 +43,31 @@ _teach_cryptography_the_real_datetime()
 
 
 class TokenIssuer:
-    """An RS256 key pair that mints ID tokens and serves its public certificate."""
+    """An RS256 key pair that mints ID tokens and serves its public certificate.
+
+    The key is made on first use: generating it costs ~50 ms, and most tests and emulator
+    sessions never send a task with a token. Making one is cheap, so every engine can own one.
+    """
 
     def __init__(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.key_id = secrets.token_hex(20)
-        pem = self._key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        self._signer = crypt.RSASigner.from_string(pem, key_id=self.key_id)
+        self._lock = threading.Lock()  # the emulator's threads may all ask at once
+        self._made: tuple[rsa.RSAPrivateKey, crypt.RSASigner] | None = None
         self._certificates: dict[str, str] | None = None
+
+    def _keys(self) -> tuple[rsa.RSAPrivateKey, crypt.RSASigner]:
+        """The key pair and its signer, made by the first caller (of any thread)."""
+        with self._lock:
+            if self._made is None:
+                key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                pem = key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+                signer: crypt.RSASigner = crypt.RSASigner.from_string(pem, key_id=self.key_id)
+                self._made = (key, signer)
+            return self._made
 
     def id_token(self, *, email: str, audience: str, now: datetime) -> str:
         """A token with Google's claim shape for `email`, valid for one hour from `now`."""
@@ -72,7 +86,7 @@ class TokenIssuer:
 
     def sign(self, payload: dict[str, Any]) -> str:
         """Any payload, signed RS256 with this key (tests craft bad tokens with it)."""
-        token: bytes = jwt.encode(self._signer, payload)
+        token: bytes = jwt.encode(self._keys()[1], payload)
         return token.decode()
 
     def certificates(self) -> dict[str, str]:
@@ -90,17 +104,17 @@ class TokenIssuer:
             x509.CertificateBuilder()
             .subject_name(name)
             .issuer_name(name)
-            .public_key(self._key.public_key())
+            .public_key(self._keys()[0].public_key())
             .serial_number(1)
             .not_valid_before(start)
             .not_valid_after(start + timedelta(days=365 * 100))
-            .sign(self._key, hashes.SHA256())
+            .sign(self._keys()[0], hashes.SHA256())
         )
         return {self.key_id: cert.public_bytes(serialization.Encoding.PEM).decode()}
 
     def jwks(self) -> dict[str, Any]:
         """The public key as a JSON Web Key Set (the format of Google's oauth2/v3/certs)."""
-        numbers = self._key.public_key().public_numbers()
+        numbers = self._keys()[0].public_key().public_numbers()
         key = {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.key_id,
                "n": _b64(numbers.n), "e": _b64(numbers.e)}
         return {"keys": [key]}
