@@ -47,7 +47,9 @@ _SECURITY_HEADERS = (
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),  # no clickjacking of the buttons
-    ("Referrer-Policy", "no-referrer"),
+    # Not no-referrer: under it Chromium sends its form POSTs with `Origin: null`, which the
+    # same-origin rule refuses. same-origin sends no URL of the emulator to another site.
+    ("Referrer-Policy", "same-origin"),
 )
 
 

@@ -184,6 +184,8 @@ def test_the_page_allows_only_its_own_script_and_no_framing(http: httpx.Client) 
     assert "form-action 'self'" in csp
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
+    # no-referrer would make the browser's form POSTs `Origin: null`, refused as foreign.
+    assert response.headers["referrer-policy"] == "same-origin"
     assert nonce.group(1) not in http.get("/").headers["content-security-policy"]  # per page
 
 
