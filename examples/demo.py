@@ -5,7 +5,8 @@ Starts the emulator (`python -m fastapi_cloud_tasks.emulator`) and the example w
 run of the daily job, and shows the logs of both until every task and the job have run.
 
     python -m examples.demo               (or: python3 dev.py demo)
-    python -m examples.demo --serve       keep both running afterwards (Ctrl-C stops)
+    python -m examples.demo --serve       keep both running afterwards (Ctrl-C stops), the
+                                          emulator's dashboard at the URL it prints
     python -m examples.demo --in-process  the same flow on the pytest plugin's virtual clock
 """
 
@@ -143,6 +144,8 @@ def run_with_emulator(serve: bool) -> int:
     try:
         ready = emulator.wait_for("READY", 30).split()
         host, certs_port = ready[1], ready[2].split("=")[1]
+        dashboard = f"http://127.0.0.1:{certs_port}/"
+        print(f"  {'you':8} | the emulator's dashboard: {dashboard}", flush=True)
         port = free_port()
         worker_url = f"http://127.0.0.1:{port}"
         env.update(CLOUD_TASKS_EMULATOR_HOST=host, CLOUD_SCHEDULER_EMULATOR_HOST=host,
@@ -166,7 +169,8 @@ def run_with_emulator(serve: bool) -> int:
             worker.wait_for(text, 30)
         print("\n== every task and the scheduled job ran on the emulator", flush=True)
         if serve:
-            print(f"== serving: app {worker_url}, emulator {host}; Ctrl-C stops", flush=True)
+            print(f"== serving: app {worker_url}, emulator {host}, dashboard {dashboard}; "
+                  "Ctrl-C stops", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
         return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from examples import demo
@@ -16,6 +18,7 @@ def test_demo_on_the_emulator_runs_every_task_and_the_scheduled_job(
     assert "POST /trigger/order/42 -> 409" in out
     assert "every task and the scheduled job ran on the emulator" in out
     assert "emulator stopped after 8 deliveries" in out
+    assert re.search(r"the emulator's dashboard: http://127\.0\.0\.1:\d+/$", out, re.M)
 
 
 def test_demo_in_process_runs_every_task_and_the_scheduled_job(
