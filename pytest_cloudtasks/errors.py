@@ -1,15 +1,14 @@
 """The exceptions pytest_cloudtasks raises: one base class, a subclass per kind of failure.
 
 A task that fails is an `AssertionError` (the app misbehaved); a test or set-up that cannot
-work as written is a `pytest.UsageError` (change the test, not the app).
+work as written is a `CloudTasksUsageError` (change the test or its configuration, not the
+app): never an AssertionError, so it does not read as a failed expectation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-from pytest import UsageError
 
 if TYPE_CHECKING:
     from fastapi_cloud_tasks.exceptions import ArgumentProblem
@@ -36,7 +35,7 @@ class TaskFailed(PytestCloudTasksError, AssertionError):
         self.attempt = attempt  # the last Attempt
 
 
-class CloudTasksUsageError(PytestCloudTasksError, UsageError):
+class CloudTasksUsageError(PytestCloudTasksError):
     """Raised when a test or its configuration asks for something that cannot work; the
     message says what to change."""
 

@@ -24,7 +24,7 @@ _BODY_LIMIT = 2000
 
 @functools.cache
 def _plumbing_paths() -> tuple[str, ...]:
-    paths = []
+    paths: list[str] = []
     for name in _PLUMBING:
         spec = importlib.util.find_spec(name)
         if spec is None:

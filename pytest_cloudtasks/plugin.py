@@ -32,7 +32,12 @@ RETRY_KEYS = {"max_attempts": int, "min_backoff": float, "max_backoff": float,
 RATE_KEYS = {"max_dispatches_per_second": float, "max_concurrent_dispatches": int}
 HARNESS_KEYS = {"strict": bool, "fail_fast": bool, "max_deliveries": int, "start": str,
                 "tick": bool, "lifespan": str, "deadline_scale": float}
-ALL_KEYS = {**RETRY_KEYS, **RATE_KEYS, **HARNESS_KEYS}
+CHECK_KEYS = {"assert_all_handled": bool}  # checked at teardown
+ALL_KEYS = {**RETRY_KEYS, **RATE_KEYS, **HARNESS_KEYS, **CHECK_KEYS}
+# How a test's failed call reaches its teardown checks (skipped then: one failure is enough).
+CALL_FAILED = pytest.StashKey[bool]()
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 MARKER_HELP = (
     "cloudtasks(start=None, **settings): the virtual clock's start (aware datetime or ISO 8601) "
     "and queue settings for this test: " + ", ".join(sorted(set(ALL_KEYS) - {"start"}))
@@ -69,10 +74,46 @@ def _ini_settings(config: pytest.Config) -> dict[str, Any]:
                 f"cloudtasks_config line {line!r}: expected key=value with a key among "
                 f"{', '.join(sorted(ALL_KEYS))}."
             )
-        kind = ALL_KEYS[key]
-        text = value.strip()
-        settings[key] = text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+        settings[key] = _ini_value(line, key, value.strip())
     return settings
+
+
+def _ini_value(line: str, key: str, text: str) -> Any:
+    """`text` as the type `key` takes; anything else is a usage error, never a silent False."""
+    kind = ALL_KEYS[key]
+    if kind is bool:
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise pytest.UsageError(
+            f"cloudtasks_config line {line!r}: {key} takes true or false (or 1/0, yes/no, "
+            f"on/off), not {text!r}."
+        )
+    try:
+        return kind(text)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise pytest.UsageError(
+            f"cloudtasks_config line {line!r}: {key} takes {expected}, not {text!r}."
+        ) from None
+
+
+def _check_marker_types(kwargs: dict[str, Any]) -> None:
+    """Marker values of the wrong type (`strict="no"` would be true) are usage errors."""
+    wrong = []
+    for key, value in kwargs.items():
+        kind = ALL_KEYS[key]
+        if kind is bool and not isinstance(value, bool):
+            wrong.append(f"{key}={value!r} (expected True or False)")
+        elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            wrong.append(f"{key}={value!r} (expected an integer)")
+        elif kind is float and (isinstance(value, bool) or not isinstance(
+                value, int | float | timedelta)):
+            wrong.append(f"{key}={value!r} (expected a number of seconds)")
+    if wrong:
+        raise pytest.UsageError(
+            f"@pytest.mark.cloudtasks got {len(wrong)} value(s) of the wrong type: "
+            f"{', '.join(wrong)}."
+        )
 
 
 def _start(given: Any) -> datetime:
@@ -107,6 +148,7 @@ def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
                 f"@pytest.mark.cloudtasks got unknown setting(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(ALL_KEYS))}."
             )
+        _check_marker_types(marker.kwargs)
         settings.update(marker.kwargs)
     queue = tasks_v2.Queue()
     for key, kind in RETRY_KEYS.items():
@@ -125,6 +167,7 @@ def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
         strict=bool(settings.get("strict", False)),
         fail_fast=bool(settings.get("fail_fast", False)),
         max_deliveries=int(settings.get("max_deliveries", 1000)),
+        assert_all_handled=bool(settings.get("assert_all_handled", False)),
         clock_backend=request.config.getini("cloudtasks_clock"),
         tick=bool(settings.get("tick", False)),
         lifespan=str(settings.get("lifespan", "auto")),
@@ -172,8 +215,42 @@ def cloudtasks_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         raise pytest.UsageError(str(exc)) from None
     try:
         yield harness
+        if harness.config.assert_all_handled and not request.node.stash.get(CALL_FAILED, False):
+            from pytest_cloudtasks.assertions import unhandled
+
+            problem = unhandled(harness)
+            if problem is not None:
+                pytest.fail(problem, pytrace=False)
     finally:
         harness.close()
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    if call.when == "call" and call.excinfo is not None:
+        item.stash[CALL_FAILED] = True
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`@pytest.mark.cloudtasks` applies to a test that requests no fixture of ours (as
+    time-machine's marker does): its clock and queues are the test's, and what its code
+    enqueues is captured. A module or class marker so covers every test under it; decided at
+    collection, so tests without the marker pay nothing."""
+    if ("cloudtasks_harness" not in metafunc.fixturenames
+            and metafunc.definition.get_closest_marker("cloudtasks") is not None):
+        metafunc.fixturenames.append("cloudtasks_harness")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A marker on one parameter set (`pytest.param(..., marks=...)`) comes too late to add
+    the fixture: without one of ours it would be ignored, so it is a usage error."""
+    for item in items:
+        if (any(mark.name == "cloudtasks" for mark in item.own_markers)
+                and "cloudtasks_harness" not in getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(
+                f"{item.nodeid} has @pytest.mark.cloudtasks on its parameters but uses neither "
+                "cloudtasks_queue nor cloudtasks_scheduler: request one of them, or mark the "
+                "whole test."
+            )
 
 
 @pytest.fixture

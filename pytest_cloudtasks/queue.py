@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from google.cloud import tasks_v2
 
-from fastapi_cloud_tasks.delayed_route import DelayedTask
+from pytest_cloudtasks.assertions import check_times, listing, task_expectation
 from pytest_cloudtasks.captured import CapturedTask
 from pytest_cloudtasks.harness import Attempt, Harness
 
@@ -115,31 +115,48 @@ class CloudTasksQueue(Timeline):
 
     # -- assertions ------------------------------------------------------------------------
 
-    def assert_enqueued(self, endpoint: Callable[..., Any], **arguments: Any) -> CapturedTask:
-        """Assert `endpoint` was enqueued (at any time in this test) with these arguments
-        (a subset of its parameters); returns the matching task."""
+    def assert_enqueued(self, endpoint: Callable[..., Any],
+                        arguments: Mapping[str, Any] | None = None, /, *,
+                        times: int | None = None, **kwargs: Any) -> CapturedTask:
+        """Assert `endpoint` (the function or its `DelayedTask`) was enqueued in this test with
+        these arguments (a subset of its parameters, validated and typed as `.delay()` does),
+        exactly `times` times if given; returns the first matching task. Pass a parameter
+        named `times` in the `arguments` dict."""
         __tracebackhide__ = True
-        if isinstance(endpoint, DelayedTask):  # `@delayed_task` made the endpoint's name the task
-            endpoint = endpoint.endpoint
-        for task in self.created:
-            if task.endpoint is not endpoint:
-                continue
-            try:
-                decoded = task.arguments
-            except ValueError:
-                continue
-            if all(decoded.get(k, _MISSING) == v for k, v in arguments.items()):
-                return task
-        wanted = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-        listing = "\n".join(f"  {t.describe()} at {t.schedule_time.isoformat()}"
-                            for t in self.created) or "  (nothing)"
-        raise AssertionError(
-            f"{getattr(endpoint, '__qualname__', endpoint)}({wanted}) was not enqueued. "
-            f"Enqueued in this test:\n{listing}"
-        )
+        check_times("assert_enqueued", times)
+        expected = task_expectation("assert_enqueued", endpoint, {**(arguments or {}), **kwargs})
+        created = self.created
+        matched = expected.select(created)
+        self._harness.asserted.update(task.name for task in matched)
+        if not matched:
+            raise AssertionError(
+                f"{expected.text} was not enqueued. Enqueued in this test:\n"
+                f"{listing(created, _at)}"
+            )
+        if times is not None and len(matched) != times:
+            raise AssertionError(
+                f"{expected.text} was enqueued {len(matched)} time(s), expected {times}:\n"
+                f"{listing(matched, _at)}"
+            )
+        return matched[0]
+
+    def assert_not_enqueued(self, endpoint: Callable[..., Any],
+                            arguments: Mapping[str, Any] | None = None, /,
+                            **kwargs: Any) -> None:
+        """Assert no task of `endpoint` with these arguments was enqueued in this test."""
+        __tracebackhide__ = True
+        expected = task_expectation("assert_not_enqueued", endpoint,
+                                    {**(arguments or {}), **kwargs})
+        matched = expected.select(self.created)
+        if matched:
+            raise AssertionError(
+                f"{expected.text} was enqueued {len(matched)} time(s), expected never:\n"
+                f"{listing(matched, _at)}"
+            )
 
     def __repr__(self) -> str:
         return f"<CloudTasksQueue {len(self)} pending at {self.now.isoformat()}>"
 
 
-_MISSING = object()
+def _at(task: CapturedTask) -> str:
+    return f"at {task.schedule_time.isoformat()}"

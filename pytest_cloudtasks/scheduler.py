@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from google.cloud import scheduler_v1
 
+from pytest_cloudtasks.assertions import check_times, job_expectation, listing
 from pytest_cloudtasks.captured import CapturedJob
 from pytest_cloudtasks.harness import Attempt
 from pytest_cloudtasks.queue import Timeline
@@ -47,5 +51,45 @@ class CloudTasksScheduler(Timeline):
             raise LookupError(f"no job {job_id!r}; jobs: {sorted(self.jobs)}")
         return job.name
 
+    def assert_scheduled(self, endpoint: Callable[..., Any],
+                         arguments: Mapping[str, Any] | None = None, /, *,
+                         times: int | None = None, **kwargs: Any) -> CapturedJob:
+        """Assert a job of `endpoint` (the function or its `ScheduledTask`) exists with these
+        arguments (a subset, validated and typed as `.schedule()` does), exactly `times` jobs
+        if given; returns the first matching job."""
+        __tracebackhide__ = True
+        check_times("assert_scheduled", times)
+        expected = job_expectation("assert_scheduled", endpoint, {**(arguments or {}), **kwargs})
+        jobs = list(self.jobs.values())
+        matched = expected.select(jobs)
+        self._harness.asserted.update(job.name for job in matched)
+        if not matched:
+            raise AssertionError(
+                f"{expected.text} is not scheduled. Jobs in this test:\n{listing(jobs, _state)}")
+        if times is not None and len(matched) != times:
+            raise AssertionError(
+                f"{expected.text} is scheduled by {len(matched)} job(s), expected {times}:\n"
+                f"{listing(matched, _state)}"
+            )
+        return matched[0]
+
+    def assert_not_scheduled(self, endpoint: Callable[..., Any],
+                             arguments: Mapping[str, Any] | None = None, /,
+                             **kwargs: Any) -> None:
+        """Assert no job of `endpoint` with these arguments exists."""
+        __tracebackhide__ = True
+        expected = job_expectation("assert_not_scheduled", endpoint,
+                                   {**(arguments or {}), **kwargs})
+        matched = expected.select(self.jobs.values())
+        if matched:
+            raise AssertionError(
+                f"{expected.text} is scheduled by {len(matched)} job(s), expected none:\n"
+                f"{listing(matched, _state)}"
+            )
+
     def __repr__(self) -> str:
         return f"<CloudTasksScheduler {len(self.jobs)} jobs at {self.now.isoformat()}>"
+
+
+def _state(job: CapturedJob) -> str:
+    return f"{job.state}, next run {job.next_run.isoformat() if job.next_run else None}"
