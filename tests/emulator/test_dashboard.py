@@ -4,6 +4,7 @@ that its actions run the RPCs for the page's own forms and for nothing else."""
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -334,3 +335,15 @@ def test_without_jinja2_the_page_names_the_extra(monkeypatch: pytest.MonkeyPatch
     assert response.status == 503
     assert response.body == (b"The emulator's dashboard needs Jinja2, which is not installed: "
                              b'run `pip install "fastapi-cloud-tasks[emulator]"`.\n')
+
+
+def test_the_emulator_imports_jinja2_on_the_first_page_not_at_start() -> None:
+    code = ("import sys\nfrom fastapi_cloud_tasks.emulator.server import Emulator\n"
+            "emulator = Emulator(port=0)\nrouter = emulator._http_routes()\n"
+            "print('jinja2' in sys.modules)\n"
+            "from fastapi_cloud_tasks.emulator.http_server import HttpRequest\n"
+            "router(HttpRequest('GET', '/', '', {}, b''))\nprint('jinja2' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+
+    assert done.stdout.split() == ["False", "True"]

@@ -244,7 +244,8 @@ def test_query_parameters_take_either_spelling(
 
 @pytest.mark.parametrize(("method", "path", "status"), [
     ("GET", "/v2/projects/p/nothing", 404),
-    ("GET", "/", 404),
+    ("GET", "/dashboard/nothing", 404),
+    ("POST", "/", 405),  # the dashboard: GET only
     ("POST", "/v3/projects/p/locations/l/queues", 404),
     ("GET", "/v2/projects/p/locations/l/queues/q:pause", 405),  # POST only
     ("PUT", "/v1/projects/p/locations/l/jobs/j", 405),
