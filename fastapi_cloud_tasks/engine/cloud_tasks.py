@@ -1,22 +1,19 @@
 """The Cloud Tasks model: queues, tasks, dedup, retries and rate limits, with no I/O.
 
 The engine answers the RPCs (as the "service" behind Google's clients, see `transports`) and
-tells a driver what to dispatch and when; the driver makes the HTTP request and reports the
-outcome. The pytest harness drives it with a virtual clock and in-process ASGI calls, the
+tells a driver what to dispatch and when (`task_dispatch`, its driver's side); the driver makes
+the HTTP request and reports the outcome. The pytest harness drives it with a virtual clock and in-process ASGI calls, the
 emulator with the real clock and real HTTP.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import random
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from enum import Enum
 from typing import Any
 
 from google.api_core import exceptions
@@ -29,17 +26,21 @@ from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_path
 from fastapi_cloud_tasks.engine.locations_iam import IamPolicies, get_location, list_locations
 from fastapi_cloud_tasks.engine.queue_config import MAX_RATE, TokenBucket, complete_queue
 from fastapi_cloud_tasks.engine.queue_filter import queue_filter
-from fastapi_cloud_tasks.engine.queue_target import apply_queue_target
-from fastapi_cloud_tasks.engine.retry import backoff, later, retries_exhausted
 from fastapi_cloud_tasks.engine.store import NO_STORE, Store
+from fastapi_cloud_tasks.engine.task_dispatch import TaskDispatching
 from fastapi_cloud_tasks.engine.task_messages import (
-    METHOD_NAMES,
-    attempt_message,
     check_http_request,
     copy_message,
     overlay_queue,
     set_timestamp,
     task_view,
+)
+from fastapi_cloud_tasks.engine.task_records import (
+    Dispatch,
+    DispatchError,
+    Outcome,
+    QueueState,
+    TaskRecord,
 )
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 
@@ -56,79 +57,14 @@ QUEUE_NAME = re.compile(r"^(projects/[^/]+/locations/[^/]+)/queues/([A-Za-z0-9-]
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 MAX_TASK_BYTES = 1024 * 1024
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
-DEFAULT_DEADLINE = timedelta(minutes=10)
 DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
-REPLACED_HEADERS = {"user-agent", "host", "content-length"}
 UPDATABLE_QUEUE_FIELDS = [field.name for field in tasks_v2.Queue.pb().DESCRIPTOR.fields
                           if field.name not in ("name", "state", "purge_time")]
 # ListQueuesRequest/ListTasksRequest.page_size: "The maximum page size is 9800" / "is 1000".
 MAX_QUEUES_PAGE, MAX_TASKS_PAGE = 9800, 1000
 
 
-class DispatchError(Exception):
-    """Raised by `take_due` when the engine itself failed to build one attempt's request (a
-    bug, never the task's fault). That attempt is recorded as failed without a response and
-    retried as any other; a driver logs this and goes on taking due work."""
-
-
-class Outcome(Enum):
-    SUCCEEDED = "succeeded"  # 2xx: the task is deleted
-    RETRYING = "retrying"  # rescheduled with backoff
-    FAILED = "failed"  # retries used up: the task is dropped
-
-
-@dataclass(eq=False)
-class TaskRecord:
-    """A pending task and the counters Cloud Tasks keeps for it."""
-
-    task: tasks_v2.Task  # FULL view, output fields kept current
-    request: tasks_v2.CreateTaskRequest  # as created
-    seq: int
-    created: datetime
-    name: str
-    queue_name: str
-    schedule_time: datetime  # mirrors task.schedule_time (read on every dispatch decision)
-    dispatch_count: int = 0
-    response_count: int = 0
-    execution_count: int = 0  # attempts that got a non-5xx response
-    previous_response: int | None = None
-    first_attempt_time: datetime | None = None
-    in_flight: bool = False
-    version: int = 0
-    retry_config: tasks_v2.RetryConfig | None = None  # the task's own, completed
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """One attempt to send: the HTTP request exactly as Cloud Tasks makes it."""
-
-    record: TaskRecord
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-    deadline: timedelta
-    schedule_time: datetime
-    dispatch_time: datetime
-
-
-@dataclass(eq=False)
-class _Queue:
-    queue: tasks_v2.Queue
-    bucket: TokenBucket
-    heap: list[tuple[datetime, int, int, str]] = field(default_factory=list)
-    in_flight: int = 0
-
-    @property
-    def running(self) -> bool:
-        return bool(tasks_v2.Queue.pb(self.queue).state == tasks_v2.Queue.State.RUNNING)
-
-    @property
-    def max_concurrent(self) -> int:
-        return int(tasks_v2.Queue.pb(self.queue).rate_limits.max_concurrent_dispatches)
-
-
-class CloudTasksEngine:
+class CloudTasksEngine(TaskDispatching):
     """In-memory Cloud Tasks. Thread-safe; time comes from `clock`.
 
     `auto_create_queues`: a task sent to a queue nobody created creates it with the defaults
@@ -161,7 +97,7 @@ class CloudTasksEngine:
         self.queue_template = queue_template
         # Every task ever created, for a test to inspect; the emulator keeps none.
         self.history: list[TaskRecord] | None = [] if keep_history else None
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, QueueState] = {}
         self._iam = IamPolicies(lambda name: self._queues.get(name), NOT_FOUND)
         self._deleted_queues: set[str] = set()
         self._tasks: dict[str, TaskRecord] = {}
@@ -171,8 +107,8 @@ class CloudTasksEngine:
         # Queues that could dispatch, by their oldest pending task: those with a token now
         # (`_ready`, by the task's schedule time), and those waiting for one (`_throttled`, by
         # when both task and token are there). See `_index`.
-        self._ready_queues: DueIndex[_Queue] = DueIndex()
-        self._throttled: DueIndex[_Queue] = DueIndex()
+        self._ready_queues: DueIndex[QueueState] = DueIndex()
+        self._throttled: DueIndex[QueueState] = DueIndex()
         self._seq = itertools.count()
         self._random = random.Random()
         self._lock = threading.RLock()
@@ -216,14 +152,14 @@ class CloudTasksEngine:
                 )
             return tasks_v2.Queue(self._add_queue(request.queue).queue)
 
-    def _add_queue(self, queue: tasks_v2.Queue) -> _Queue:
+    def _add_queue(self, queue: tasks_v2.Queue) -> QueueState:
         if self.queue_template is not None:  # settings the queue leaves unset
             queue = overlay_queue(self.queue_template, queue)
         stored = complete_queue(queue, max_rate=self.max_rate)
         rates = stored.rate_limits
         bucket = TokenBucket(rates.max_dispatches_per_second, rates.max_burst_size,
                              self.clock.now())
-        self._queues[stored.name] = record = _Queue(stored, bucket)
+        self._queues[stored.name] = record = QueueState(stored, bucket)
         self._store.put_queue(stored)
         return record
 
@@ -313,7 +249,7 @@ class CloudTasksEngine:
                 self._ready()
             return tasks_v2.Queue(queue.queue)
 
-    def _queue(self, name: str, missing: str) -> _Queue:
+    def _queue(self, name: str, missing: str) -> QueueState:
         queue = self._queues.get(name)
         if queue is None:
             raise exceptions.NotFound(missing)
@@ -354,7 +290,7 @@ class CloudTasksEngine:
 
     def _prepare(
         self, request: tasks_v2.CreateTaskRequest, now: datetime
-    ) -> tuple[_Queue | None, Any, datetime, tasks_v2.RetryConfig | None]:
+    ) -> tuple[QueueState | None, Any, datetime, tasks_v2.RetryConfig | None]:
         """Every create-time check, changing nothing: the queue (None: one to auto-create on
         commit), the stored task (raw protobuf), its first schedule time and its own completed
         retry config, if it has one. A task refused here leaves no queue behind."""
@@ -392,7 +328,7 @@ class CloudTasksEngine:
         return queue, task, when, retry
 
     def _commit(
-        self, request: tasks_v2.CreateTaskRequest, queue: _Queue | None, task: Any,
+        self, request: tasks_v2.CreateTaskRequest, queue: QueueState | None, task: Any,
         when: datetime, retry: tasks_v2.RetryConfig | None,
     ) -> tasks_v2.Task:
         now = self.clock.now()
@@ -442,7 +378,7 @@ class CloudTasksEngine:
             )
             return operation
 
-    def _queue_for_task(self, parent: str) -> _Queue | None:
+    def _queue_for_task(self, parent: str) -> QueueState | None:
         """The task's queue; None for one `_commit` auto-creates."""
         queue = self._queues.get(parent)
         if queue is not None:
@@ -505,255 +441,3 @@ class CloudTasksEngine:
         if record is None:
             raise exceptions.NotFound(NOT_FOUND)
         return record
-
-    def _remove(self, record: TaskRecord) -> None:
-        self._tasks.pop(record.name, None)
-        self._forced.pop(record.name, None)
-        record.version += 1
-        now = self.clock.now()
-        self._tombstones[record.name] = now + self.name_reservation
-        self._store.delete_task(record.name, now + self.name_reservation)
-        if len(self._tombstones) >= self._sweep_at:  # names are reserved for a while, not forever
-            self._tombstones = {n: t for n, t in self._tombstones.items() if t > now}
-            self._sweep_at = max(1024, 2 * len(self._tombstones))
-
-    def _push(self, queue: _Queue, record: TaskRecord) -> None:
-        record.version += 1
-        heapq.heappush(queue.heap, (record.schedule_time, record.seq, record.version, record.name))
-        self._index(queue)
-        if queue.running:
-            self._ready()
-
-    def _ready(self) -> None:
-        if self.on_ready is not None:
-            self.on_ready()
-
-    # -- dispatching (the driver's side) -------------------------------------------------
-
-    def pending(self, queue_name: str | None = None) -> list[TaskRecord]:
-        """Pending tasks in dispatch order (schedule time, then creation order)."""
-        with self._lock:
-            records = [r for r in self._tasks.values()
-                       if queue_name is None or r.queue_name == queue_name]
-            return sorted(records, key=lambda r: (r.schedule_time, r.seq))
-
-    def next_due_time(self) -> datetime | None:
-        """When the next dispatch may happen (forced tasks: now); None if nothing can run."""
-        with self._lock:
-            now = self.clock.now()
-            if any(not r.in_flight for r in self._forced.values()):
-                return now
-            self._promote(now)
-            times = []
-            ready = self._first(self._ready_queues)
-            if ready is not None:  # it has a token: due when its task is
-                times.append(max(ready[1].schedule_time, now))
-            throttled = self._first(self._throttled)
-            if throttled is not None:
-                queue, top = throttled
-                times.append(max(top.schedule_time, queue.bucket.ready_at(now)))
-            return min(times, default=None)
-
-    def take_due(self) -> Dispatch | None:
-        """Start the next attempt that is due now, if any, and return what to send: a forced
-        task first, else the oldest due task (schedule time, then creation order) of the
-        queues that are running, below their concurrency limit and have a token."""
-        with self._lock:
-            now = self.clock.now()
-            forced = [r for r in self._forced.values() if not r.in_flight]
-            if forced:
-                record = min(forced, key=lambda r: r.seq)
-                del self._forced[record.name]
-                return self._start(record, self._queues[record.queue_name], now, forced=True)
-            self._promote(now)
-            while (ready := self._first(self._ready_queues)) is not None:
-                queue, top = ready
-                if top.schedule_time > now:
-                    return None
-                if queue.bucket.ready_at(now) > now:  # not expected: a ready queue keeps its token
-                    self._index(queue)
-                    continue
-                return self._start(top, queue, now, forced=False)
-            return None
-
-    def _index(self, queue: _Queue) -> None:
-        """File `queue` by when it can next dispatch: under `_ready_queues` if it has a token
-        now, `_throttled` if it waits for one, in neither if it cannot dispatch (paused, at
-        its concurrency limit, or nothing pending). Called after every change to a queue's
-        tasks, state, limits or attempts in flight; time alone only moves queues from
-        `_throttled` to `_ready_queues` (`_promote`), as tokens only ever accrue."""
-        top = self._top(queue)
-        if top is None or not queue.running or queue.in_flight >= queue.max_concurrent:
-            self._ready_queues.discard(queue)
-            self._throttled.discard(queue)
-            return
-        now = self.clock.now()
-        token_at = queue.bucket.ready_at(now)
-        if token_at <= now:
-            self._throttled.discard(queue)
-            self._ready_queues.set(queue, (top.schedule_time, top.seq))
-        else:
-            self._ready_queues.discard(queue)
-            self._throttled.set(queue, (max(top.schedule_time, token_at), top.seq))
-
-    def _promote(self, now: datetime) -> None:
-        """File again the throttled queues whose token (and task) time has come."""
-        while (entry := self._throttled.peek()) is not None and entry[0][0] <= now:
-            self._index(entry[1])  # ready now, or throttled until a later instant
-
-    def _first(self, index: DueIndex[_Queue]) -> tuple[_Queue, TaskRecord] | None:
-        """The first queue of `index` and its oldest pending task, after checking the entry
-        still describes the queue (and filing it again where it does not)."""
-        while (entry := index.peek()) is not None:
-            (when, seq), queue = entry
-            top = self._top(queue)
-            if (top is not None and top.seq == seq and top.schedule_time <= when
-                    and queue.running and queue.in_flight < queue.max_concurrent
-                    and (index is self._throttled or top.schedule_time == when)):
-                return queue, top
-            self._index(queue)
-        return None
-
-    def _top(self, queue: _Queue) -> TaskRecord | None:
-        while queue.heap:
-            _, _, version, name = queue.heap[0]
-            record = self._tasks.get(name)
-            if record is not None and record.version == version and not record.in_flight:
-                return record
-            heapq.heappop(queue.heap)
-        return None
-
-    def _start(self, record: TaskRecord, queue: _Queue, now: datetime, forced: bool) -> Dispatch:
-        if not forced:
-            queue.bucket.take(now)
-        queue.in_flight += 1
-        record.in_flight = True
-        record.version += 1  # drops its heap entry
-        self._index(queue)
-        try:
-            return self._request(record, now)
-        except Exception as exc:
-            # One task must never stop every queue's deliveries: this attempt fails alone.
-            self._record_attempt(record, record.schedule_time, now, None, None)
-            raise DispatchError(
-                f"The request of task {record.name} could not be built; that attempt counts "
-                "as failed without a response and the task is retried as usual."
-            ) from exc
-
-    def _request(self, record: TaskRecord, now: datetime) -> Dispatch:
-        task = tasks_v2.Task.pb(record.task)
-        http = task.http_request
-        number, url, sent_headers, body, auth = (
-            http.http_method, http.url, http.headers, http.body, http)
-        queue = self._queues.get(record.queue_name)
-        if queue is not None and tasks_v2.Queue.pb(queue.queue).HasField("http_target"):
-            # Queue.http_target applies to every HTTP task of the queue, at each attempt.
-            number, url, sent_headers, body, auth = apply_queue_target(
-                tasks_v2.Queue.pb(queue.queue).http_target, http)
-        headers = {k: v for k, v in sent_headers.items() if k.lower() not in REPLACED_HEADERS}
-        headers.update(self._cloud_tasks_headers(record))
-        if auth.HasField("oidc_token"):
-            audience = auth.oidc_token.audience or url
-            token = self.tokens.id_token(
-                email=auth.oidc_token.service_account_email, audience=audience, now=now
-            )
-            headers["Authorization"] = f"Bearer {token}"
-        elif auth.HasField("oauth_token"):
-            headers["Authorization"] = f"Bearer ya29.fake-{self._random.getrandbits(64):x}"
-        method = METHOD_NAMES[number]  # set and checked at create (the queue's at its update)
-        deadline = (
-            task.dispatch_deadline.ToTimedelta() if task.HasField("dispatch_deadline")
-            else DEFAULT_DEADLINE
-        )
-        return Dispatch(record, method, url, headers, bytes(body), deadline,
-                        record.schedule_time, now)
-
-    def _cloud_tasks_headers(self, record: TaskRecord) -> dict[str, str]:
-        headers = {
-            "User-Agent": "Google-Cloud-Tasks",
-            "X-CloudTasks-QueueName": record.queue_name.rsplit("/", 1)[1],
-            "X-CloudTasks-TaskName": record.name.rsplit("/", 1)[1],
-            "X-CloudTasks-TaskRetryCount": str(record.dispatch_count),
-            "X-CloudTasks-TaskExecutionCount": str(record.execution_count),
-            "X-CloudTasks-TaskETA": f"{record.schedule_time.timestamp():.6f}",
-        }
-        if record.dispatch_count:
-            headers["X-CloudTasks-TaskPreviousResponse"] = str(record.previous_response)
-            headers["X-CloudTasks-TaskRetryReason"] = ""
-        return headers
-
-    def finish(
-        self, dispatch: Dispatch, status: int | None, retry_after: timedelta | None = None
-    ) -> Outcome:
-        """Record an attempt's result: `status` None means no response before the deadline."""
-        with self._lock:
-            return self._record_attempt(dispatch.record, dispatch.schedule_time,
-                                        dispatch.dispatch_time, status, retry_after)
-
-    def _record_attempt(
-        self, record: TaskRecord, schedule_time: datetime, dispatch_time: datetime,
-        status: int | None, retry_after: timedelta | None,
-    ) -> Outcome:
-        queue = self._queues.get(record.queue_name)
-        try:
-            return self._settle(record, queue, schedule_time, dispatch_time, status,
-                                retry_after)
-        finally:
-            if queue is not None:  # one in flight less, the task gone or rescheduled
-                self._index(queue)
-
-    def _settle(
-        self, record: TaskRecord, queue: _Queue | None, schedule_time: datetime,
-        dispatch_time: datetime, status: int | None, retry_after: timedelta | None,
-    ) -> Outcome:
-        now = self.clock.now()
-        if queue is not None:
-            queue.in_flight -= 1
-        record.in_flight = False
-        record.dispatch_count += 1
-        record.previous_response = 504 if status is None else status
-        if status is not None:
-            record.response_count += 1
-            if status < 500:
-                record.execution_count += 1
-        if record.first_attempt_time is None:
-            record.first_attempt_time = dispatch_time
-        succeeded = status is not None and 200 <= status < 300
-        if record.name not in self._tasks:  # deleted or purged while in flight
-            return Outcome.SUCCEEDED if succeeded else Outcome.FAILED
-        if succeeded:  # the task is gone: no output fields left to keep current
-            self._remove(record)
-            return Outcome.SUCCEEDED
-        task = tasks_v2.Task.pb(record.task)
-        task.dispatch_count = record.dispatch_count
-        task.response_count = record.response_count
-        attempt = attempt_message(schedule_time, dispatch_time, now, status)
-        if not task.HasField("first_attempt"):
-            task.first_attempt.CopyFrom(attempt)
-        task.last_attempt.CopyFrom(attempt)
-        retry = self._retry_config(record)
-        if queue is None or retries_exhausted(
-            attempts=record.dispatch_count,
-            max_attempts=retry.max_attempts,
-            first_attempt=record.first_attempt_time,
-            max_retry_duration=retry.max_retry_duration,
-            created=record.created,
-            now=now,
-        ):
-            self._remove(record)
-            return Outcome.FAILED
-        wait = backoff(record.dispatch_count, retry.min_backoff, retry.max_backoff,
-                       retry.max_doublings)
-        if retry_after is not None and status in (429, 503):
-            wait = max(wait, retry_after)
-        record.schedule_time = later(now, wait)
-        set_timestamp(task.schedule_time, record.schedule_time)
-        self._push(queue, record)
-        self._store.put_task(record)
-        return Outcome.RETRYING
-
-    def _retry_config(self, record: TaskRecord) -> tasks_v2.RetryConfig:
-        if record.retry_config is not None:
-            return record.retry_config
-        config: tasks_v2.RetryConfig = self._queues[record.queue_name].queue.retry_config
-        return config

@@ -1,0 +1,79 @@
+"""What the Cloud Tasks engine keeps of a queue and a task, and what it hands a driver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+
+from google.cloud import tasks_v2
+
+from fastapi_cloud_tasks.engine.queue_config import TokenBucket
+
+__all__ = ["Dispatch", "DispatchError", "Outcome", "QueueState", "TaskRecord"]
+
+
+class DispatchError(Exception):
+    """Raised by `take_due` when the engine itself failed to build one attempt's request (a
+    bug, never the task's fault). That attempt is recorded as failed without a response and
+    retried as any other; a driver logs this and goes on taking due work."""
+
+
+class Outcome(Enum):
+    SUCCEEDED = "succeeded"  # 2xx: the task is deleted
+    RETRYING = "retrying"  # rescheduled with backoff
+    FAILED = "failed"  # retries used up: the task is dropped
+
+
+@dataclass(eq=False)
+class TaskRecord:
+    """A pending task and the counters Cloud Tasks keeps for it."""
+
+    task: tasks_v2.Task  # FULL view, output fields kept current
+    request: tasks_v2.CreateTaskRequest  # as created
+    seq: int
+    created: datetime
+    name: str
+    queue_name: str
+    schedule_time: datetime  # mirrors task.schedule_time (read on every dispatch decision)
+    dispatch_count: int = 0
+    response_count: int = 0
+    execution_count: int = 0  # attempts that got a non-5xx response
+    previous_response: int | None = None
+    first_attempt_time: datetime | None = None
+    in_flight: bool = False
+    version: int = 0
+    retry_config: tasks_v2.RetryConfig | None = None  # the task's own, completed
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One attempt to send: the HTTP request exactly as Cloud Tasks makes it."""
+
+    record: TaskRecord
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    deadline: timedelta
+    schedule_time: datetime
+    dispatch_time: datetime
+
+
+@dataclass(eq=False)
+class QueueState:
+    """A queue as the engine keeps it: its settings, token bucket, pending heap and attempts
+    in flight."""
+
+    queue: tasks_v2.Queue
+    bucket: TokenBucket
+    heap: list[tuple[datetime, int, int, str]] = field(default_factory=list)
+    in_flight: int = 0
+
+    @property
+    def running(self) -> bool:
+        return bool(tasks_v2.Queue.pb(self.queue).state == tasks_v2.Queue.State.RUNNING)
+
+    @property
+    def max_concurrent(self) -> int:
+        return int(tasks_v2.Queue.pb(self.queue).rate_limits.max_concurrent_dispatches)
