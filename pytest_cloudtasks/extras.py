@@ -8,6 +8,7 @@ is told what to install instead of failing on a bare import error deep in a drai
 from __future__ import annotations
 
 import importlib
+import sys
 
 import pytest
 
@@ -34,6 +35,8 @@ def missing_message(module: str, what: str) -> str:
 def require(modules: list[str], what: str) -> None:
     """Import each module, or raise `pytest.UsageError` naming the first missing one."""
     for module in modules:
+        if sys.modules.get(module) is not None:  # imported already: skip the import machinery
+            continue
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
