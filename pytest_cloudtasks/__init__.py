@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pytest_cloudtasks.queue import CloudTasksQueue
     from pytest_cloudtasks.runaway import RunawayError
     from pytest_cloudtasks.scheduler import CloudTasksScheduler
+    from pytest_cloudtasks.wsgi import WSGIApp
 
 __all__ = [
     # Fixture objects
@@ -35,6 +36,8 @@ __all__ = [
     "Attempt",
     "Harness",
     "HarnessConfig",
+    # Serving a WSGI app that is not recognised as one
+    "WSGIApp",
     # Exceptions
     "PytestCloudTasksError",
     "TaskFailed",
@@ -53,6 +56,7 @@ _MODULES = {
     "Attempt": "harness",
     "Harness": "harness",
     "HarnessConfig": "harness",
+    "WSGIApp": "wsgi",
     "PytestCloudTasksError": "errors",
     "TaskFailed": "errors",
     "CloudTasksUsageError": "errors",

@@ -178,21 +178,37 @@ def _scope(method: str, url: str, headers: dict[str, str], body: bytes,
 
 
 class AppRouter:
-    """Which app receives a URL: the default app, or one routed by base URL prefix."""
+    """Which app receives a URL: the default app, or one routed by base URL prefix. A WSGI
+    app is served through one adapter for the whole test (see wsgi.py)."""
 
     def __init__(self, default: Callable[[], Any]) -> None:
         self._default = default  # resolved on first use: a test that only inspects needs no app
         self._routes: list[tuple[str, Any]] = []
+        self._served: dict[int, tuple[Any, Any]] = {}  # id(app) -> (app, what serves it)
 
     def add(self, base_url: str, app: Any) -> None:
-        self._routes.append((base_url.rstrip("/"), app))
+        self._routes.append((base_url.rstrip("/"), self._serve(app)))
         self._routes.sort(key=lambda route: len(route[0]), reverse=True)
 
     def app_for(self, url: str) -> Any:
         for base, app in self._routes:
             if url == base or url.startswith((base + "/", base + "?")):
                 return app
-        return self._default()
+        return self._serve(self._default())
+
+    def _serve(self, app: Any) -> Any:
+        served = self._served.get(id(app))
+        if served is None:
+            from pytest_cloudtasks.wsgi import adapt  # imports a2wsgi only for a WSGI app
+
+            served = self._served[id(app)] = (app, adapt(app))
+        return served[1]
+
+    def close(self) -> None:
+        for app, served in self._served.values():
+            if served is not app:  # an adapter made here
+                served.close()
+        self._served.clear()
 
 
 class Portal:

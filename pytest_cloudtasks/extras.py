@@ -23,6 +23,7 @@ _NEEDED = {
                      INSTALL_TESTING),
     "freezegun": ("freezegun", "the clock backend cloudtasks_clock = freezegun",
                   INSTALL_TESTING),
+    "a2wsgi": ("a2wsgi", "serving a WSGI app (Flask, Django) to the drain", INSTALL_TESTING),
 }
 
 

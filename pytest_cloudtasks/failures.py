@@ -16,7 +16,9 @@ __all__ = ["attempt_history", "last_response"]
 # Frames of these are the server around the app, not the app: a sync endpoint's exception
 # passes through ~45 of them.
 _PLUMBING = ("starlette", "fastapi", "anyio", "pytest_cloudtasks", "asyncio", "concurrent",
-             "contextlib", "threading")
+             "contextlib", "threading",
+             # and around a WSGI app: its adapter and framework
+             "a2wsgi", "flask", "werkzeug", "django")
 _CHAIN_LIMIT = 4
 _HISTORY_GROUPS = 6
 _BODY_LIMIT = 2000

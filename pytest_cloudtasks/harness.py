@@ -145,6 +145,7 @@ class Harness:
             scheduler_async=scheduler_async_client(self.scheduler),
         )
         self._stack = contextlib.ExitStack()
+        self._stack.callback(self.router.close)  # WSGI adapters' thread pools
         self._stack.enter_context(override_clients(self.override))
         # Workers verifying ID tokens trust this test's signing key (and only it).
         self._stack.enter_context(trust_certificates(lambda: self.tokens.certificates()))
