@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pytest_cloudtasks.captured import CapturedJob, CapturedTask
     from pytest_cloudtasks.errors import (
         AssertionArgumentsError,
+        ClientOutsideFixtureError,
         CloudTasksUsageError,
         PytestCloudTasksError,
         TaskFailed,
@@ -44,6 +45,7 @@ __all__ = [
     "CloudTasksUsageError",
     "TaskRoutingError",
     "AssertionArgumentsError",
+    "ClientOutsideFixtureError",
     "LifespanFailed",
     "RunawayError",
 ]
@@ -62,6 +64,7 @@ _MODULES = {
     "CloudTasksUsageError": "errors",
     "TaskRoutingError": "errors",
     "AssertionArgumentsError": "errors",
+    "ClientOutsideFixtureError": "errors",
     "LifespanFailed": "lifespan",
     "RunawayError": "runaway",
 }

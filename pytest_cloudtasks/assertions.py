@@ -18,8 +18,8 @@ from pytest_cloudtasks.errors import AssertionArgumentsError, CloudTasksUsageErr
 
 T = TypeVar("T")
 
-__all__ = ["Expectation", "check_times", "job_expectation", "listing", "task_expectation",
-           "unhandled"]
+__all__ = ["Expectation", "RequestExpectation", "check_times", "job_expectation", "listing",
+           "task_expectation", "unhandled"]
 
 
 class Expectation:
@@ -69,8 +69,71 @@ class Expectation:
         return [item for item in captured if self.matches(item)]
 
 
-def task_expectation(assertion: str, endpoint: Any, arguments: Mapping[str, Any]) -> Expectation:
+_MISSING = object()
+REQUEST_FIELDS = ("url", "method", "json", "body", "headers", "queue")
+
+
+class RequestExpectation:
+    """A task's HTTP request, for tasks no route builder made (Google's client called
+    directly): `url` (a string, or a compiled pattern that must match all of it), `method`,
+    `json` (the decoded body), `body` (bytes), `headers` (these, case-insensitively, among
+    others) and `queue` (its id or full name). What is not given matches anything."""
+
+    def __init__(self, assertion: str, fields: Mapping[str, Any]) -> None:
+        __tracebackhide__ = True
+        unknown = sorted(set(fields) - set(REQUEST_FIELDS))
+        if unknown:
+            raise CloudTasksUsageError(
+                f"{assertion}() without an endpoint matches the task's request: got unknown "
+                f"field(s) {', '.join(unknown)}; known: {', '.join(REQUEST_FIELDS)}. To match "
+                "an endpoint's arguments, pass the endpoint first."
+            )
+        if not fields:
+            raise CloudTasksUsageError(
+                f"{assertion}() needs an endpoint, or some of {', '.join(REQUEST_FIELDS)} "
+                "(e.g. url=..., method='POST', json={...})."
+            )
+        self.fields = dict(fields)
+        if "method" in self.fields:
+            self.fields["method"] = str(self.fields["method"]).upper()
+        if "headers" in self.fields:
+            self.fields["headers"] = {str(k).lower(): v
+                                      for k, v in dict(self.fields["headers"]).items()}
+        shown = ", ".join(f"{k}={getattr(v, 'pattern', v)!r}" for k, v in fields.items())
+        self.text = f"a task with {shown}"
+
+    def matches(self, captured: Any) -> bool:
+        return all(self._field(name, expected, captured)
+                   for name, expected in self.fields.items())
+
+    @staticmethod
+    def _field(name: str, expected: Any, captured: Any) -> bool:
+        if name == "url":
+            if hasattr(expected, "fullmatch"):
+                return expected.fullmatch(captured.url) is not None
+            return bool(captured.url == expected)
+        if name == "json":
+            try:
+                return _same(captured.json(), expected)
+            except ValueError:  # not JSON
+                return False
+        if name == "headers":
+            have = {k.lower(): v for k, v in captured.headers.items()}
+            return all(have.get(k, _MISSING) == v for k, v in expected.items())
+        if name == "queue":
+            return bool(captured.queue == expected or captured.queue.endswith(f"/{expected}"))
+        return _same(getattr(captured, name), expected)  # method, body
+
+    def select(self, captured: Iterable[T]) -> list[T]:
+        return [item for item in captured if self.matches(item)]
+
+
+def task_expectation(assertion: str, endpoint: Any,
+                     arguments: Mapping[str, Any]) -> Expectation | RequestExpectation:
+    """The endpoint and its arguments; without an endpoint, fields of the task's request."""
     __tracebackhide__ = True
+    if endpoint is None:
+        return RequestExpectation(assertion, arguments)
     return Expectation(assertion, delayed_task, endpoint, arguments)
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AssertionArgumentsError",
+    "ClientOutsideFixtureError",
     "CloudTasksUsageError",
     "PytestCloudTasksError",
     "TaskFailed",
@@ -38,6 +39,12 @@ class TaskFailed(PytestCloudTasksError, AssertionError):
 class CloudTasksUsageError(PytestCloudTasksError):
     """Raised when a test or its configuration asks for something that cannot work; the
     message says what to change."""
+
+
+class ClientOutsideFixtureError(CloudTasksUsageError):
+    """Raised, with `cloudtasks_clients_outside = error`, when Google's Cloud Tasks or Cloud
+    Scheduler client is used where no test's `cloudtasks_queue`/`cloudtasks_scheduler` is
+    active: it would reach Google Cloud. The message names the test."""
 
 
 class TaskRoutingError(CloudTasksUsageError):

@@ -28,6 +28,7 @@ from fastapi_cloud_tasks.engine.transports import (
     tasks_client,
 )
 from pytest_cloudtasks.captured import Snapshots
+from pytest_cloudtasks.client_capture import capture_clients
 from pytest_cloudtasks.clock import DEFAULT_BACKEND, HarnessClock
 from pytest_cloudtasks.delivery import AppRouter, Delivered, Portal, deliver, finish_background
 from pytest_cloudtasks.errors import TaskFailed
@@ -147,6 +148,8 @@ class Harness:
         self._stack = contextlib.ExitStack()
         self._stack.callback(self.router.close)  # WSGI adapters' thread pools
         self._stack.enter_context(override_clients(self.override))
+        # Google's clients the code under test made itself (client_capture.py) follow too.
+        self._stack.enter_context(capture_clients(self.override))
         # Workers verifying ID tokens trust this test's signing key (and only it).
         self._stack.enter_context(trust_certificates(lambda: self.tokens.certificates()))
 

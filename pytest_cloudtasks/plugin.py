@@ -10,12 +10,13 @@ fixture, and a missing extra is a `pytest.UsageError` saying what to install.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_cloudtasks.client_capture import ClientCapture
 from pytest_cloudtasks.clock import BACKENDS, DEFAULT_BACKEND
 from pytest_cloudtasks.extras import require
 
@@ -36,6 +37,8 @@ CHECK_KEYS = {"assert_all_handled": bool}  # checked at teardown
 ALL_KEYS = {**RETRY_KEYS, **RATE_KEYS, **HARNESS_KEYS, **CHECK_KEYS}
 # How a test's failed call reaches its teardown checks (skipped then: one failure is enough).
 CALL_FAILED = pytest.StashKey[bool]()
+CAPTURE = pytest.StashKey[ClientCapture]()
+CLIENTS_OUTSIDE = ("allow", "error")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 MARKER_HELP = (
@@ -52,10 +55,58 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("cloudtasks_clock", f"what freezes app time: one of {BACKENDS}",
                   default=DEFAULT_BACKEND)
+    parser.addini(
+        "cloudtasks_clients_outside",
+        "Google's Cloud Tasks/Scheduler clients used where no cloudtasks_queue or "
+        "cloudtasks_scheduler is active: allow (as without the plugin) or error",
+        default="allow",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    _install_capture(config)  # if the plugin was registered after the initial conftests
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Capture Google's clients before conftest.py files import the app: a client they build
+    at module level must not look for credentials first (see client_capture.py)."""
+    _install_capture(early_config)
+
+
+def _install_capture(config: pytest.Config) -> None:
+    if CAPTURE in config.stash:
+        return
+    outside = config.getini("cloudtasks_clients_outside").strip().lower()
+    if outside not in CLIENTS_OUTSIDE:
+        raise pytest.UsageError(
+            f"cloudtasks_clients_outside = {outside!r}: use 'allow' (clients outside the "
+            "fixtures work as without the plugin) or 'error' (they fail naming the test)."
+        )
+    # Google's clients made anywhere (at import too) follow the running test's engine.
+    capture = config.stash[CAPTURE] = ClientCapture(outside)
+    capture.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    capture = config.stash.get(CAPTURE, None)
+    if capture is not None:
+        capture.uninstall()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Which test runs now, for the opt-in error's message."""
+    capture = item.config.stash.get(CAPTURE, None)
+    if capture is not None:
+        capture.current_test = item.nodeid
+    try:
+        return (yield)
+    finally:
+        if capture is not None:
+            capture.current_test = None
+
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -115,13 +115,17 @@ class CloudTasksQueue(Timeline):
 
     # -- assertions ------------------------------------------------------------------------
 
-    def assert_enqueued(self, endpoint: Callable[..., Any],
+    def assert_enqueued(self, endpoint: Callable[..., Any] | None = None,
                         arguments: Mapping[str, Any] | None = None, /, *,
                         times: int | None = None, **kwargs: Any) -> CapturedTask:
         """Assert `endpoint` (the function or its `DelayedTask`) was enqueued in this test with
         these arguments (a subset of its parameters, validated and typed as `.delay()` does),
         exactly `times` times if given; returns the first matching task. Pass a parameter
-        named `times` in the `arguments` dict."""
+        named `times` in the `arguments` dict.
+
+        Without an endpoint (tasks made with Google's client directly), the keywords match the
+        task's request: `url` (string or compiled pattern), `method`, `json`, `body`,
+        `headers`, `queue`."""
         __tracebackhide__ = True
         check_times("assert_enqueued", times)
         expected = task_expectation("assert_enqueued", endpoint, {**(arguments or {}), **kwargs})
@@ -140,10 +144,11 @@ class CloudTasksQueue(Timeline):
             )
         return matched[0]
 
-    def assert_not_enqueued(self, endpoint: Callable[..., Any],
+    def assert_not_enqueued(self, endpoint: Callable[..., Any] | None = None,
                             arguments: Mapping[str, Any] | None = None, /,
                             **kwargs: Any) -> None:
-        """Assert no task of `endpoint` with these arguments was enqueued in this test."""
+        """Assert no task of `endpoint` with these arguments was enqueued in this test; without
+        an endpoint, no task with that request (the keywords of `assert_enqueued`)."""
         __tracebackhide__ = True
         expected = task_expectation("assert_not_enqueued", endpoint,
                                     {**(arguments or {}), **kwargs})
