@@ -90,6 +90,9 @@ def last_response(attempt: Any) -> str:
 
 
 def _answer(attempt: Any) -> str:
+    injected = getattr(attempt, "injected", None)
+    if injected is not None:  # chaos settings: the app's answer, or none (see chaos.py)
+        return f"{attempt.status_code} (injected {injected})"
     if attempt.exception is not None:
         return f"{attempt.status_code} ({type(attempt.exception).__name__})"
     return str(attempt.status_code)

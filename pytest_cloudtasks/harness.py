@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
 from google.cloud import tasks_v2
@@ -16,7 +16,7 @@ from google.cloud import tasks_v2
 from fastapi_cloud_tasks.auth import trust_certificates
 from fastapi_cloud_tasks.clients import ClientOverride, override_clients
 from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
-from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Outcome
+from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch, Outcome
 from fastapi_cloud_tasks.engine.driver import Attempt as Sendable
 from fastapi_cloud_tasks.engine.driver import Source
 from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
@@ -28,6 +28,7 @@ from fastapi_cloud_tasks.engine.transports import (
     tasks_client,
 )
 from pytest_cloudtasks.captured import Snapshots
+from pytest_cloudtasks.chaos import DUPLICATE, TRANSIENT, Chaos, ChaosConfig, duplicate_headers
 from pytest_cloudtasks.client_capture import capture_clients
 from pytest_cloudtasks.clock import DEFAULT_BACKEND, HarnessClock
 from pytest_cloudtasks.delivery import AppRouter, Delivered, Portal, deliver, finish_background
@@ -54,6 +55,9 @@ class Attempt:
     exception: BaseException | None
     outcome: Outcome
     number: int  # 1 for a first attempt, 2 for the first retry...
+    # What the chaos settings made of it: "duplicate" (a second delivery after a success) or
+    # "transient failure" (lost before reaching the app); None for an ordinary attempt.
+    injected: str | None = None
 
     @property
     def response(self) -> httpx.Response | None:
@@ -96,6 +100,7 @@ class HarnessConfig:
     # The wall-clock time an attempt may take: its dispatch/attempt deadline times this.
     deadline_scale: float = 1.0
     assert_all_handled: bool = False  # teardown: every task and job was run or asserted
+    chaos: ChaosConfig = field(default_factory=ChaosConfig)  # duplicates, shuffled ties...
 
 
 D = TypeVar("D", bound=Sendable)
@@ -130,6 +135,7 @@ class Harness:
         self.attempts: list[Attempt] = []
         self.asserted: set[str] = set()  # tasks and jobs an assertion matched, by name
         self.routes = RouteCheck()
+        self.chaos = Chaos(config.chaos)
         # Every attempt is kept: lean, sharing what repeats between attempts (see kept.py).
         self._snapshots = Snapshots()
         self._interner = Interner()
@@ -190,9 +196,15 @@ class Harness:
             if dispatch is None:  # rate limits: the next token is a moment later
                 self.clock.move_to(when + timedelta(microseconds=1))
                 continue
-            attempt = await self._deliver(registered, dispatch)
-            done.append(attempt)
-            self._check(attempt)
+            failure: TaskFailed | None = None
+            for attempt in await self._attempts(registered, dispatch, guard, done):
+                done.append(attempt)
+                try:
+                    self._check(attempt)
+                except TaskFailed as exc:  # the rest of a shuffled batch left already
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
         if until is not None:
             self.clock.move_to(until)
         return done
@@ -209,18 +221,55 @@ class Harness:
                 best = (due, registered)
         return best
 
-    async def _deliver(self, registered: _Registered[D], dispatch: D) -> Attempt:
+    async def _attempts(self, registered: _Registered[D], first: D, guard: RunawayGuard,
+                        done: list[Attempt]) -> list[Attempt]:
+        """The attempts `first` starts: itself, or with `shuffle` every Cloud Task due now
+        (the engine starts them, within its rate limits), in a seeded order; each maybe lost
+        on its way (`transient_failures`) or delivered twice (`duplicates`). See chaos.py."""
+        if cast(Any, registered.source) is not self.engine or not self.config.chaos.on:
+            return [await self._deliver(registered, first)]  # scheduler runs: no chaos
+        batch = [first]
+        if self.config.chaos.shuffle:
+            while len(batch) <= self.config.max_deliveries and (
+                    more := registered.source.take_due()) is not None:
+                batch.append(more)
+            batch = self.chaos.order(batch, self.clock.now())
+        made: list[Attempt] = []
+        for index, dispatch in enumerate(batch):
+            if index:
+                guard.check([*done, *made], moved=False)
+            lost = self.chaos.fails_before_app(cast(Dispatch, dispatch).record.dispatch_count)
+            attempt = await self._deliver(registered, dispatch, TRANSIENT if lost else None)
+            made.append(attempt)
+            if attempt.outcome is Outcome.SUCCEEDED and self.chaos.duplicates_after_success():
+                made.append(await self._deliver(registered, dispatch, DUPLICATE))
+        return made
+
+    async def _deliver(self, registered: _Registered[D], dispatch: D,
+                       injected: str | None = None) -> Attempt:
         captured = registered.capture(dispatch)
         app = self.router.app_for(dispatch.url)
-        state = await self.lifespans.state_for(app)
-        headers = self._interner.headers(dispatch.headers)
-        result = await deliver(app, dispatch.method, dispatch.url, headers,
-                               dispatch.body, state,
-                               dispatch.deadline.total_seconds() * self.config.deadline_scale,
-                               self.background)
+        headers = self._interner.headers(
+            duplicate_headers(dispatch.headers) if injected == DUPLICATE else dispatch.headers)
+        if injected == TRANSIENT:  # the service got no answer: the app never saw it
+            result = Delivered(504, False, [], b"", None, dispatch.method, dispatch.url)
+        else:
+            state = await self.lifespans.state_for(app)
+            result = await deliver(app, dispatch.method, dispatch.url, headers,
+                                   dispatch.body, state,
+                                   dispatch.deadline.total_seconds() * self.config.deadline_scale,
+                                   self.background)
         retry_after = parse_retry_after(result.header(b"retry-after"))
         status = None if result.deadline_exceeded is not None else result.status_code
-        outcome = registered.source.finish(dispatch, status, retry_after)
+        if injected == DUPLICATE:  # the task is gone: the engine has nothing left to record
+            outcome = Outcome.SUCCEEDED if 200 <= result.status_code < 300 else Outcome.RETRYING
+        else:
+            outcome = registered.source.finish(
+                dispatch, None if injected == TRANSIENT else status, retry_after)
+        number = _attempt_number(captured.record) + (injected == DUPLICATE)
+        if injected is not None:
+            self.chaos.events.append(f"{injected} of {captured.describe()} (attempt #{number}) "
+                                     f"at {dispatch.dispatch_time.isoformat()}")
         attempt = Attempt(
             task=captured,
             schedule_time=dispatch.schedule_time,
@@ -230,7 +279,8 @@ class Harness:
             dispatch_time=dispatch.dispatch_time,
             exception=result.exception,
             outcome=outcome,
-            number=_attempt_number(captured.record),
+            number=number,
+            injected=injected,
         )
         self.attempts.append(attempt)
         return attempt
@@ -243,7 +293,16 @@ class Harness:
             raise TaskFailed(
                 f"{attempt.task.describe()} was rejected by the endpoint with 422: the payload "
                 "does not match its schema. The service would retry it until its retries run "
-                f"out.\n{detail}",
+                f"out.\n{detail}{self.chaos.note()}",
+                attempt,
+            )
+        if attempt.injected == DUPLICATE and attempt.outcome is not Outcome.SUCCEEDED:
+            raise TaskFailed(
+                f"{attempt.task.describe()} answered {last_response(attempt).rstrip()} to a "
+                f"duplicate delivery (attempt #{attempt.number}, injected): Cloud Tasks would "
+                "retry it until it got a 2xx. A handler that already did this task's work "
+                "(same X-CloudTasks-TaskName) should answer 2xx again."
+                f"{self.chaos.note()}",
                 attempt,
             )
         if attempt.outcome is Outcome.FAILED:
@@ -251,13 +310,13 @@ class Harness:
                 f"{attempt.task.describe()} failed for good after {attempt.number} attempt(s); "
                 f"last response: {last_response(attempt).rstrip()}\nRequest: "
                 f"{attempt.delivered.method} {attempt.delivered.url}\n"
-                f"{attempt_history(self.attempts, attempt)}",
+                f"{attempt_history(self.attempts, attempt)}{self.chaos.note()}",
                 attempt,
             )
         if self.config.fail_fast and attempt.exception is not None:
             raise TaskFailed(
                 f"{attempt.task.describe()} raised (fail_fast is on): "
-                f"{last_response(attempt)}",
+                f"{last_response(attempt)}{self.chaos.note()}",
                 attempt,
             ) from attempt.exception
 

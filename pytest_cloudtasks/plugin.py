@@ -10,6 +10,7 @@ fixture, and a missing extra is a `pytest.UsageError` saying what to install.
 from __future__ import annotations
 
 import importlib
+import random
 from collections.abc import Generator, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,15 @@ RATE_KEYS = {"max_dispatches_per_second": float, "max_concurrent_dispatches": in
 HARNESS_KEYS = {"strict": bool, "fail_fast": bool, "max_deliveries": int, "start": str,
                 "tick": bool, "lifespan": str, "deadline_scale": float}
 CHECK_KEYS = {"assert_all_handled": bool}  # checked at teardown
-ALL_KEYS = {**RETRY_KEYS, **RATE_KEYS, **HARNESS_KEYS, **CHECK_KEYS}
+
+
+class Fraction(float):
+    """A setting from 0 to 1: a share of the tasks."""
+
+
+# At-least-once on purpose (chaos.py): duplicates, shuffled ties, transient failures.
+CHAOS_KEYS = {"duplicates": Fraction, "shuffle": bool, "transient_failures": Fraction}
+ALL_KEYS = {**RETRY_KEYS, **RATE_KEYS, **HARNESS_KEYS, **CHECK_KEYS, **CHAOS_KEYS}
 # How a test's failed call reaches its teardown checks (skipped then: one failure is enough).
 CALL_FAILED = pytest.StashKey[bool]()
 CAPTURE = pytest.StashKey[ClientCapture]()
@@ -48,6 +57,11 @@ MARKER_HELP = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cloudtasks-seed", type=int, default=None, metavar="N",
+        help="seed of the cloudtasks chaos settings (duplicates, shuffle, transient_failures); "
+        "a failure prints the one to replay it with (default: a new one each run)",
+    )
     parser.addini("cloudtasks_app", "ASGI app receiving task deliveries, as 'package.module:app'")
     parser.addini(
         "cloudtasks_config", "suite-wide @pytest.mark.cloudtasks defaults, one key=value a line",
@@ -64,6 +78,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Drawn here, once: pytest-xdist hands the controller's options to its workers.
+    if config.option.cloudtasks_seed is None:
+        config.option.cloudtasks_seed = random.SystemRandom().randrange(10**6)
     config.addinivalue_line("markers", MARKER_HELP)
     _install_capture(config)  # if the plugin was registered after the initial conftests
 
@@ -108,11 +125,17 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
             capture.current_test = None
 
 
-
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     app = config.getini("cloudtasks_app") or "(cloudtasks_app fixture)"
     settings = " ".join(config.getini("cloudtasks_config")) or "Cloud Tasks defaults"
-    return f"cloudtasks: app={app}, queues={settings}, clock={config.getini('cloudtasks_clock')}"
+    header = [f"cloudtasks: app={app}, queues={settings}, "
+              f"clock={config.getini('cloudtasks_clock')}"]
+    if any(line.partition("=")[0].strip() in CHAOS_KEYS and
+           line.partition("=")[2].strip().lower() not in _FALSE | {"0.0"}
+           for line in config.getini("cloudtasks_config")):
+        seed = config.option.cloudtasks_seed
+        header.append(f"cloudtasks chaos seed: {seed} (replay with --cloudtasks-seed={seed})")
+    return header
 
 
 def _ini_settings(config: pytest.Config) -> dict[str, Any]:
@@ -155,6 +178,8 @@ def _check_marker_types(kwargs: dict[str, Any]) -> None:
         kind = ALL_KEYS[key]
         if kind is bool and not isinstance(value, bool):
             wrong.append(f"{key}={value!r} (expected True or False)")
+        elif kind is Fraction and (isinstance(value, bool) or not isinstance(value, int | float)):
+            wrong.append(f"{key}={value!r} (expected a fraction from 0 to 1)")
         elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             wrong.append(f"{key}={value!r} (expected an integer)")
         elif kind is float and (isinstance(value, bool) or not isinstance(
@@ -186,6 +211,7 @@ def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
     """Marker keywords over ini defaults, checked."""
     from google.cloud import tasks_v2
 
+    from pytest_cloudtasks.chaos import ChaosConfig
     from pytest_cloudtasks.harness import HarnessConfig
 
     settings = _ini_settings(request.config)
@@ -223,6 +249,13 @@ def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
         tick=bool(settings.get("tick", False)),
         lifespan=str(settings.get("lifespan", "auto")),
         deadline_scale=float(settings.get("deadline_scale", 1.0)),
+        chaos=ChaosConfig(
+            duplicates=settings.get("duplicates", 0.0),
+            shuffle=bool(settings.get("shuffle", False)),
+            transient_failures=settings.get("transient_failures", 0.0),
+            seed=request.config.option.cloudtasks_seed,
+            salt=request.node.nodeid,
+        ),
     )
 
 
@@ -276,9 +309,18 @@ def cloudtasks_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         harness.close()
 
 
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if call.when == "call" and call.excinfo is not None:
         item.stash[CALL_FAILED] = True
+    harness = getattr(item, "funcargs", {}).get("cloudtasks_harness")
+    if report.failed and harness is not None and harness.chaos.config.on:
+        # Any failure (the test's own assert too) says how to replay the injected events.
+        report.sections.append(("cloudtasks chaos", harness.chaos.report()))
+    return report
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
