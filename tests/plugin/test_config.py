@@ -281,7 +281,8 @@ def test_bad_cloudtasks_config_line_is_a_usage_error(pytester: pytest.Pytester, 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([
         "E  *UsageError: cloudtasks_config line 'max_attempt=3': expected key=value with a key "
-        "among assert_all_handled, deadline_scale, fail_fast, *, strict, tick.",
+        "among assert_all_handled, deadline_scale, duplicates, fail_fast, *, shuffle, start, "
+        "strict, tick, transient_failures.",
     ])
 
 
@@ -300,10 +301,10 @@ def test_unknown_marker_keyword_is_a_usage_error_listing_the_known_ones(
     result.stdout.fnmatch_lines([
         "E  *UsageError: @pytest.mark.cloudtasks got unknown setting(s) max_attempt; known: "
         "assert_all_handled, "
-        "deadline_scale, fail_fast, lifespan, max_attempts, max_backoff, "
+        "deadline_scale, duplicates, fail_fast, lifespan, max_attempts, max_backoff, "
         "max_concurrent_dispatches, max_deliveries, "
-        "max_dispatches_per_second, max_doublings, max_retry_duration, min_backoff, start, "
-        "strict, tick.",
+        "max_dispatches_per_second, max_doublings, max_retry_duration, min_backoff, shuffle, "
+        "start, strict, tick, transient_failures.",
     ])
 
 
