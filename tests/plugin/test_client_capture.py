@@ -10,6 +10,7 @@ the metadata server (an address off this machine).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -277,3 +278,45 @@ def test_mismatch(cloudtasks_queue):
         "was not enqueued. Enqueued in this test:",
         "E*  POST https://app.example.com/work at *",
     ])
+
+
+def test_a_retry_passed_by_the_caller_applies_to_the_engines_errors(run_isolated):
+    result = run_isolated('''
+import pytest
+from google.api_core import exceptions
+from google.api_core.retry import Retry, if_exception_type
+import app_mod
+
+@pytest.mark.cloudtasks(strict=True)  # NotFound for a queue nobody created, as Google
+def test_retried(cloudtasks_queue):
+    errors = []
+    retry = Retry(predicate=if_exception_type(exceptions.NotFound), initial=0.001,
+                  maximum=0.001, timeout=0.05, on_error=errors.append)
+    with pytest.raises(exceptions.RetryError):
+        app_mod.client.create_task(parent=app_mod.QUEUE, task={"http_request": {
+            "url": "https://app.example.com/work"}}, retry=retry)
+    assert errors and all(isinstance(e, exceptions.NotFound) for e in errors)
+''')
+    result.assert_outcomes(passed=1)
+
+
+def test_the_readme_example_runs(run_isolated, pytester):
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("### Testing apps that use Google's client directly", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    pytester.makeconftest('''
+import pytest
+from fastapi import FastAPI
+
+app = FastAPI()
+
+@app.post("/welcome")
+def welcome() -> dict:
+    return {}
+
+@pytest.fixture
+def cloudtasks_app():
+    return app
+''')
+    result = run_isolated(code, INI.replace("cloudtasks_app = app_mod:app\n", ""))
+    result.assert_outcomes(passed=1)
