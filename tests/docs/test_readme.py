@@ -12,7 +12,10 @@ BLOCK = re.compile(r"```python\n# (\S+\.py)[^\n]*\n(.*?)```", re.S)
 
 
 def readme_files() -> dict[str, str]:
-    return {name: code for name, code in BLOCK.findall(README.read_text())}
+    """The blocks of the testing example (the at-least-once example runs in
+    test_readme_chaos.py: its app comes twice, before and after the fix)."""
+    return {name: code for name, code in BLOCK.findall(README.read_text())
+            if not name.startswith("payments/")}
 
 
 def test_readme_has_the_app_and_its_tests() -> None:
