@@ -2,16 +2,17 @@
 mistake (most often a prefix given to `include_router` but missing from the builder's
 `base_url`), reported at its first attempt instead of as a hundred retried 404s.
 
-Only answers a routing miss could have produced are checked (404, 405, and the 307 of
-Starlette's trailing-slash redirect), so tasks the app serves cost nothing; an endpoint that
-matched and answered 404 itself is an ordinary failed attempt. Routes are matched with
-Starlette's own `route.matches(scope)`, mounts and hosts included.
+Only answers a routing miss could have produced are checked (404, 405, and the trailing-slash
+redirects), so tasks the app serves cost nothing; an endpoint that matched and answered 404
+itself is an ordinary failed attempt. Routes are matched with Starlette's own
+`route.matches(scope)`, mounts and hosts included; a WSGI app's with Flask's url_map or Django's
+URL resolver (wsgi_routes.py); any other app's 404 is an ordinary failed attempt.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,7 +23,8 @@ from pytest_cloudtasks.errors import TaskRoutingError
 
 __all__ = ["RouteCheck"]
 
-ROUTING_STATUSES = frozenset({307, 404, 405})
+# 301 and 308: the trailing-slash redirects of Django (APPEND_SLASH) and Flask (strict_slashes).
+ROUTING_STATUSES = frozenset({301, 307, 308, 404, 405})
 _NEAREST = 3
 _MAX_WRAPPERS = 16  # middleware keeps the app it wraps in `.app`
 
@@ -72,8 +74,10 @@ def _routes_of(app: Any) -> Sequence[BaseRoute] | None:
 def _miss(app: Any, status: int, method: str, host: str, path: str) -> str | None:
     """What is wrong with `method path` for `app`, or None if a route takes it."""
     routes = _routes_of(app)
-    if routes is None:  # not a Starlette app: nothing to check against
-        return None
+    if routes is None:  # not a Starlette app: a WSGI app's own router, or nothing to check
+        from pytest_cloudtasks.wsgi_routes import wsgi_miss
+
+        return wsgi_miss(app, status, method, host, path)
     scope = {"type": "http", "method": method, "path": path, "root_path": "",
              "headers": [(b"host", host.encode("latin-1", "replace"))], "query_string": b""}
     found, partial = _resolve(routes, scope)
@@ -85,10 +89,14 @@ def _miss(app: Any, status: int, method: str, host: str, path: str) -> str | Non
                 f"{allowed}: every attempt gets 405 Method Not Allowed.")
     answer = ("307, Starlette's redirect to the path with or without its trailing slash, "
               "which Cloud Tasks does not follow" if status == 307 else "404 Not Found")
-    nearest = _nearest(routes, path)
-    listing = "".join(f"\n    {m} {p}" for m, p in nearest) or " (the app has none)"
+    return no_route(answer, _paths(routes), path)
+
+
+def no_route(answer: str, candidates: Iterable[tuple[str, str]], path: str) -> str:
+    """The sentence for a path no route takes, with the (methods, path) nearest to it."""
+    listing = "".join(f"\n    {m} {p}" for m, p in _nearest(candidates, path))
     return (f"matches no route of the app: every attempt gets {answer}. Nearest routes:"
-            f"{listing}\n")
+            f"{listing or ' (the app has none)'}\n")
 
 
 def _resolve(routes: Sequence[BaseRoute], scope: dict[str, Any]) -> tuple[bool, Any]:
@@ -133,8 +141,8 @@ def _paths(routes: Sequence[Any], prefix: str = "") -> Iterator[tuple[str, str]]
             yield ",".join(sorted(_methods(route))), prefix + str(getattr(route, "path", ""))
 
 
-def _nearest(routes: Sequence[BaseRoute], path: str) -> list[tuple[str, str]]:
-    candidates = list(dict.fromkeys(_paths(routes)))
+def _nearest(routes: Iterable[tuple[str, str]], path: str) -> list[tuple[str, str]]:
+    candidates = list(dict.fromkeys(routes))
     return sorted(
         candidates,
         key=lambda c: -difflib.SequenceMatcher(None, path, c[1], autojunk=False).ratio(),

@@ -27,6 +27,11 @@ def work():
     return "done"
 
 
+@app.post("/items/")
+def items():
+    return "items"
+
+
 @app.post("/boom")
 def boom():
     raise ValueError("the handler broke")
@@ -46,7 +51,8 @@ DJANGO_APP = '''
 from django.conf import settings
 
 settings.configure(DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
-                   MIDDLEWARE=[], INSTALLED_APPS=[])
+                   MIDDLEWARE=["django.middleware.common.CommonMiddleware"],
+                   INSTALLED_APPS=[])
 
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpResponse
@@ -65,7 +71,7 @@ def boom(request):
     raise ValueError("the view broke")
 
 
-urlpatterns = [path("work", work), path("boom", boom)]
+urlpatterns = [path("work", work), path("boom", boom), path("slashed/", work)]
 application = get_wsgi_application()
 '''
 
@@ -73,9 +79,9 @@ CREATE = '''
 from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
-def create(client, path, deadline=None):
+def create(client, path, deadline=None, method="POST"):
     task = tasks_v2.Task(http_request=tasks_v2.HttpRequest(
-        url="https://worker.example.com" + path, http_method=tasks_v2.HttpMethod.POST,
+        url="https://worker.example.com" + path, http_method=tasks_v2.HttpMethod[method],
         headers={"Content-Type": "application/json"}, body=b'{"n": 1}'))
     if deadline is not None:
         task.dispatch_deadline = duration_pb2.Duration(seconds=deadline)
@@ -247,3 +253,59 @@ def test_only_wsgi_apps_are_detected_as_wsgi() -> None:
     assert is_wsgi(wsgi)
     for not_wsgi in (FastAPI(), asgi, varargs, WSGIApp(wsgi), object()):
         assert not is_wsgi(not_wsgi), not_wsgi
+
+
+def test_a_flask_routing_miss_is_reported_from_its_url_map(run_user_tests) -> None:
+    result = run_user_tests("""
+        import pytest
+        from pytest_cloudtasks import TaskRoutingError
+        from create_mod import create
+
+        @pytest.mark.parametrize("path", ["/wrok", "/items"])
+        def test_miss(cloudtasks_queue, path):
+            create(cloudtasks_queue.client, path)
+            cloudtasks_queue.run_until_empty()
+
+        def test_wrong_method(cloudtasks_queue):
+            create(cloudtasks_queue.client, "/work", method="PUT")
+            cloudtasks_queue.run_until_empty()
+    """)
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines([
+        "E  *TaskRoutingError: POST https://worker-*.example.com/wrok (*) matches no route of "
+        "the app: every attempt gets 404 Not Found. Nearest routes:",
+        "E *POST /work",
+    ])
+    result.stdout.fnmatch_lines([
+        "E  *TaskRoutingError: PUT https://worker-*.example.com/work (*) reaches a Flask route "
+        "whose path matches, which answers only POST: every attempt gets 405 Method Not "
+        "Allowed.*",
+    ])
+    result.stdout.fnmatch_lines([
+        "E  *TaskRoutingError: POST https://worker-*.example.com/items (*) is redirected by "
+        "Flask to '/items/' (the route's trailing slash): every "
+        "attempt gets 308, which Cloud Tasks does not follow.*",
+    ])
+
+
+def test_a_django_routing_miss_is_reported_from_its_url_resolver(run_user_tests) -> None:
+    result = run_user_tests("""
+        import pytest
+        from create_mod import create
+
+        @pytest.mark.parametrize("path", ["/wrok", "/slashed"])
+        def test_miss(cloudtasks_queue, path):
+            create(cloudtasks_queue.client, path)
+            cloudtasks_queue.run_until_empty()
+    """, app="django")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "E  *TaskRoutingError: POST https://worker-*.example.com/wrok (*) matches no route of "
+        "the app: every attempt gets 404 Not Found. Nearest routes:",
+        "E *[*] /work",
+    ])
+    result.stdout.fnmatch_lines([
+        "E  *TaskRoutingError: POST https://worker-*.example.com/slashed (*) is redirected by "
+        "Django to '/slashed/' (APPEND_SLASH): every attempt gets 301, which Cloud Tasks does "
+        "not follow.*",
+    ])
