@@ -2,8 +2,8 @@
 
 The engine answers the RPCs (as the "service" behind Google's clients, see `transports`) and
 tells a driver what to dispatch and when (`task_dispatch`, its driver's side); the driver makes
-the HTTP request and reports the outcome. The pytest harness drives it with a virtual clock and in-process ASGI calls, the
-emulator with the real clock and real HTTP.
+the HTTP request and reports the outcome. The pytest harness drives it with a virtual clock
+and in-process ASGI calls, the emulator with the real clock and real HTTP.
 """
 
 from __future__ import annotations

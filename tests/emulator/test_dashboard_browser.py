@@ -30,6 +30,7 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 webdriver = pytest.importorskip(
     "selenium.webdriver", reason="the browser test needs Selenium: "
     "pip install -r requirements-test.txt")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
@@ -64,6 +65,22 @@ def shows(browser: Any, text: str) -> bool:
     return text in browser.find_element(By.TAG_NAME, "main").text
 
 
+def wait(browser: Any, condition: Any) -> Any:
+    """Until `condition(browser)` is truthy; an element the page's live refresh replaced while
+    it was being read (StaleElementReferenceException) just means: look again."""
+    return WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)
+                         ).until(condition)
+
+
+def click(browser: Any, *locator: str) -> None:
+    """Click the element `locator` finds, finding it again if a refresh replaced it."""
+    def clicked(b: Any) -> bool:
+        b.find_element(*locator).click()
+        return True
+
+    wait(browser, clicked)
+
+
 def test_a_created_task_appears_runs_from_its_button_and_shows_the_workers_status(
     served: Served, browser: Any, ident: str, tmp_path: Path
 ) -> None:
@@ -93,13 +110,12 @@ def test_a_created_task_appears_runs_from_its_button_and_shows_the_workers_statu
                       task=http_task(served.worker.url(f"/emails/welcome-{suffix}")))
     task_id = task.name.rsplit("/", 1)[1]
     run = (By.CSS_SELECTOR, f'button[aria-label="Run task {task_id}"]')
-    WebDriverWait(browser, WAIT).until(lambda b: b.find_elements(*run))
+    wait(browser, lambda b: b.find_elements(*run))
     assert browser.find_element(By.ID, "live").is_selected()
 
     # ... and its Run button delivers it now: the attempt shows the worker's 201
-    browser.find_element(*run).click()
-    WebDriverWait(browser, WAIT).until(
-        lambda b: shows(b, f"Sent for dispatch now: task {task.name}."))
+    click(browser, *run)
+    wait(browser, lambda b: shows(b, f"Sent for dispatch now: task {task.name}."))
     delivered = served.worker.wait_under(f"/invoices/{suffix}", finished=True)
     assert delivered[0].status == 201
 
@@ -107,15 +123,14 @@ def test_a_created_task_appears_runs_from_its_button_and_shows_the_workers_statu
         rows = b.find_elements(By.CSS_SELECTOR, "#attempts tbody tr")
         return [r.text for r in rows if task_id in r.text]
 
-    WebDriverWait(browser, WAIT).until(attempt_row)
-    (shown,) = attempt_row(browser)
+    (shown,) = wait(browser, attempt_row)
     assert " 201 succeeded " in f" {shown} "
     assert "POST " + served.worker.url(f"/invoices/{suffix}?status=201") in shown
     assert not browser.find_elements(*run)  # succeeded: the task is gone
 
     # The headers it sent open under the row
-    browser.find_element(By.CSS_SELECTOR, "#attempts tbody tr details summary").click()
-    assert "X-CloudTasks-TaskName" in browser.find_element(By.ID, "attempts").text
+    click(browser, By.CSS_SELECTOR, "#attempts tbody tr details summary")
+    wait(browser, lambda b: "X-CloudTasks-TaskName" in b.find_element(By.ID, "attempts").text)
 
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []  # no CSP violation, no script error, no failed refresh
