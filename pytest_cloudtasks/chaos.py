@@ -19,6 +19,7 @@ the plugin at every start: the standard library only.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,9 +71,13 @@ class Chaos:
 
     def __init__(self, config: ChaosConfig) -> None:
         self.config = config
-        # A str seed is hashed with SHA-512: the same in every process, whatever PYTHONHASHSEED.
-        self._random = random.Random(f"{config.seed}:{config.salt}")
         self.events: list[str] = []  # "duplicate of ... at ...", in the order injected
+
+    @functools.cached_property
+    def _random(self) -> random.Random:
+        """Made on first use (most tests never draw). A str seed is hashed with SHA-512:
+        the same sequence in every process, whatever PYTHONHASHSEED."""
+        return random.Random(f"{self.config.seed}:{self.config.salt}")
 
     def _draw(self, fraction: float) -> bool:
         return fraction > 0 and self._random.random() < fraction

@@ -78,8 +78,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Drawn here, once: pytest-xdist hands the controller's options to its workers.
-    if config.option.cloudtasks_seed is None:
+    # Drawn once, by pytest-xdist's controller too: its workers get it (pytest_configure_node).
+    given = getattr(config, "workerinput", {}).get("cloudtasks_seed")
+    if given is not None:
+        config.option.cloudtasks_seed = given
+    elif config.option.cloudtasks_seed is None:
         config.option.cloudtasks_seed = random.SystemRandom().randrange(10**6)
     config.addinivalue_line("markers", MARKER_HELP)
     _install_capture(config)  # if the plugin was registered after the initial conftests
@@ -125,14 +128,22 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
             capture.current_test = None
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker uses the controller's chaos seed (as pytest-randomly does)."""
+    node.workerinput["cloudtasks_seed"] = node.config.option.cloudtasks_seed
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     app = config.getini("cloudtasks_app") or "(cloudtasks_app fixture)"
     settings = " ".join(config.getini("cloudtasks_config")) or "Cloud Tasks defaults"
     header = [f"cloudtasks: app={app}, queues={settings}, "
               f"clock={config.getini('cloudtasks_clock')}"]
-    if any(line.partition("=")[0].strip() in CHAOS_KEYS and
-           line.partition("=")[2].strip().lower() not in _FALSE | {"0.0"}
-           for line in config.getini("cloudtasks_config")):
+    try:
+        chaos = any(value for key, value in _ini_settings(config).items() if key in CHAOS_KEYS)
+    except pytest.UsageError:  # reported, with its line, by the first test using the fixtures
+        chaos = False
+    if chaos:
         seed = config.option.cloudtasks_seed
         header.append(f"cloudtasks chaos seed: {seed} (replay with --cloudtasks-seed={seed})")
     return header

@@ -279,3 +279,22 @@ def test_an_ini_fraction_that_is_not_a_number_is_a_usage_error(
     assert result.ret != 0
     assert "cloudtasks_config line 'duplicates = lots': duplicates takes a number, not " \
            "'lots'." in result.stdout.str() + result.stderr.str()
+
+
+def test_xdist_workers_share_the_drawn_seed(
+        pytester: pytest.Pytester, write: Callable[..., None]) -> None:
+    write('''
+import pytest
+import chaos_app
+
+@pytest.mark.parametrize("n", range(4))
+@pytest.mark.cloudtasks(duplicates=1)
+def test_it(cloudtasks_queue, n):
+    chaos_app.charge.delay(order=n)
+    cloudtasks_queue.run_until_empty()
+    assert False
+''')
+    result = _run(pytester, "-n", "2")
+    result.assert_outcomes(failed=4)
+    seeds = set(re.findall(r"replay with --cloudtasks-seed=(\d+)", result.stdout.str()))
+    assert len(seeds) == 1, seeds
