@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from examples import direct_tasks
 from examples.django_app import views
 from examples.django_app.wsgi import application
 from pytest_cloudtasks import CloudTasksQueue
@@ -22,9 +21,7 @@ def cloudtasks_app() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def tasks_client(cloudtasks_queue: CloudTasksQueue, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The app's `CloudTasksClient` is the test's."""
-    monkeypatch.setattr(direct_tasks, "make_client", lambda: cloudtasks_queue.client)
+def no_receipts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(views, "receipts", [])
 
 

@@ -20,9 +20,7 @@ def cloudtasks_app() -> Flask:
 
 
 @pytest.fixture(autouse=True)
-def tasks_client(cloudtasks_queue: CloudTasksQueue, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The app's `CloudTasksClient` is the test's."""
-    monkeypatch.setattr(direct_tasks, "make_client", lambda: cloudtasks_queue.client)
+def empty_outbox() -> None:
     outbox.clear()
 
 
