@@ -13,7 +13,14 @@ import pytest
 APP = '''
 from fastapi import APIRouter, Depends, FastAPI, Response
 
-from fastapi_cloud_tasks import CloudTasksHeaders, DelayedRouteBuilder, queue_path
+from fastapi_cloud_tasks import (
+    CloudTasksHeaders,
+    DelayedRouteBuilder,
+    ScheduledRouteBuilder,
+    location_path,
+    queue_path,
+    scheduled_task,
+)
 
 router = APIRouter(route_class=DelayedRouteBuilder(
     base_url="https://worker.example.com", queue_path=queue_path("p", "europe-west1", "q")))
@@ -28,8 +35,20 @@ def charge(order: int, response: Response, ct: CloudTasksHeaders = Depends()):
         response.status_code = 409  # "already charged": not how to answer a duplicate
 
 
+ticks = []
+jobs = APIRouter(prefix="/jobs", route_class=ScheduledRouteBuilder(
+    base_url="https://worker.example.com", location_path=location_path("p", "europe-west1")))
+
+
+@scheduled_task
+@jobs.post("/tick")
+def tick():
+    ticks.append(1)
+
+
 app = FastAPI()
 app.include_router(router)
+app.include_router(jobs)
 '''
 
 _runs = itertools.count()
@@ -298,3 +317,20 @@ def test_it(cloudtasks_queue, n):
     result.assert_outcomes(failed=4)
     seeds = set(re.findall(r"replay with --cloudtasks-seed=(\d+)", result.stdout.str()))
     assert len(seeds) == 1, seeds
+
+
+def test_scheduler_runs_are_left_alone(
+        pytester: pytest.Pytester, write: Callable[..., None]) -> None:
+    write('''
+import pytest
+import chaos_app
+
+@pytest.mark.cloudtasks(duplicates=1, shuffle=True, transient_failures=1,
+                        start="2026-01-01T00:00:00+00:00")
+def test_it(cloudtasks_scheduler):
+    chaos_app.tick.scheduler(name="tick", schedule="0 * * * *").schedule()
+    runs = cloudtasks_scheduler.advance(hours=3)
+    assert [run.injected for run in runs] == [None, None, None]
+    assert len(chaos_app.ticks) == 3
+''')
+    _run(pytester).assert_outcomes(passed=1)
