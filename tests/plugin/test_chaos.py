@@ -334,3 +334,21 @@ def test_it(cloudtasks_scheduler):
     assert len(chaos_app.ticks) == 3
 ''')
     _run(pytester).assert_outcomes(passed=1)
+
+
+def test_the_ini_turns_chaos_on_for_every_test_and_a_marker_turns_it_off(
+        pytester: pytest.Pytester, write: Callable[..., None]) -> None:
+    write('''
+import pytest
+import chaos_app
+
+def test_suite_default(cloudtasks_queue):
+    chaos_app.charge.delay(order=1)
+    assert [a.injected for a in cloudtasks_queue.run_until_empty()] == [None, "duplicate"]
+
+@pytest.mark.cloudtasks(duplicates=0)
+def test_marker_off(cloudtasks_queue):
+    chaos_app.charge.delay(order=2)
+    assert [a.injected for a in cloudtasks_queue.run_until_empty()] == [None]
+''', ini="cloudtasks_config =\n    duplicates = 1\n")
+    _run(pytester).assert_outcomes(passed=2)
