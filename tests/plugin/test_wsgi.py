@@ -309,3 +309,57 @@ def test_a_django_routing_miss_is_reported_from_its_url_resolver(run_user_tests)
         "Django to '/slashed/' (APPEND_SLASH): every attempt gets 301, which Cloud Tasks does "
         "not follow.*",
     ])
+
+
+def test_without_a2wsgi_a_wsgi_app_is_a_usage_error_with_the_install_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\ncloudtasks_app = app_mod:app\n"
+                     "asyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(blocker="import sys\nsys.modules['a2wsgi'] = None\n",
+                        app_mod=FLASK_APP, create_mod=CREATE, test_user="""
+        from create_mod import create
+
+        def test_work(cloudtasks_queue):
+            create(cloudtasks_queue.client, "/work")
+            cloudtasks_queue.run_until_empty()
+    """)
+    result = pytester.runpytest_subprocess("-p", "blocker", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E  *UsageError: Serving the WSGI app <Flask 'app_mod'> needs a2wsgi (serving a WSGI "
+        'app (Flask, Django) to the drain), which is not installed: run `pip install '
+        '"fastapi-cloud-tasks[[]testing]"`.',
+    ])
+
+
+def test_an_asgi_app_is_served_without_importing_the_wsgi_adapter(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_user="""
+        import sys
+
+        import pytest
+        from fastapi import FastAPI
+
+        app = FastAPI()
+
+        @app.post("/work")
+        def work():
+            return "ok"
+
+        @pytest.fixture
+        def cloudtasks_app():
+            return app
+
+        def test_work(cloudtasks_queue):
+            cloudtasks_queue.client.create_task(
+                parent="projects/p/locations/europe-west1/queues/q",
+                task={"http_request": {"url": "https://w.example.com/work"}})
+            (attempt,) = cloudtasks_queue.run_until_empty()
+            assert attempt.succeeded
+            assert "a2wsgi" not in sys.modules and "flask" not in sys.modules
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
