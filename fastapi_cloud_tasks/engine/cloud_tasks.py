@@ -20,6 +20,10 @@ from google.api_core import exceptions
 from google.cloud import tasks_v2
 from google.longrunning import operations_pb2
 
+from fastapi_cloud_tasks.engine.app_engine import (
+    APP_ENGINE_DEADLINE_RANGE,
+    check_app_engine_request,
+)
 from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.due_index import DueIndex
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
@@ -87,8 +91,11 @@ class CloudTasksEngine(TaskDispatching):
         queue_template: tasks_v2.Queue | None = None,
         keep_history: bool = False,
         store: Store = NO_STORE,
+        app_engine_host: str | None = None,
     ) -> None:
         self.clock = clock
+        # HOST:PORT standing in for the project's App Engine app; None refuses App Engine tasks.
+        self.app_engine_host = app_engine_host
         self.auto_create_queues = auto_create_queues
         self.name_reservation = name_reservation
         self.max_rate = max_rate
@@ -300,7 +307,11 @@ class CloudTasksEngine(TaskDispatching):
         check_times(raw.task, "task")
         queue = self._queue_for_task(parent)
         task = copy_message(raw.task)
-        check_http_request(task)
+        app_engine = task.HasField("app_engine_http_request")
+        if app_engine:
+            check_app_engine_request(task, self.app_engine_host)
+        else:
+            check_http_request(task)
         if task.name:
             self._check_new_name(task.name, parent, now)
         else:
@@ -313,11 +324,14 @@ class CloudTasksEngine(TaskDispatching):
                     "Task.schedule_time is too far in the future: at most 30 days ahead."
                 )
         set_timestamp(task.schedule_time, when)
+        low, high = APP_ENGINE_DEADLINE_RANGE if app_engine else DEADLINE_RANGE
         if task.HasField("dispatch_deadline") and not (
-            DEADLINE_RANGE[0] <= task.dispatch_deadline.ToTimedelta() <= DEADLINE_RANGE[1]
+            low <= task.dispatch_deadline.ToTimedelta() <= high
         ):
             raise exceptions.InvalidArgument(
-                "Task.dispatch_deadline must be between 15 seconds and 30 minutes."
+                "Task.dispatch_deadline must be between 15 seconds and "
+                + ("24 hours 15 seconds for an App Engine task." if app_engine
+                   else "30 minutes.")
             )
         if task.ByteSize() > MAX_TASK_BYTES:
             raise exceptions.InvalidArgument("Task size exceeds the maximum of 1 MiB.")

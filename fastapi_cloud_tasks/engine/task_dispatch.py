@@ -13,9 +13,11 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from google.cloud import tasks_v2
 
+from fastapi_cloud_tasks.engine.app_engine import app_engine_headers, app_engine_request
 from fastapi_cloud_tasks.engine.clock import Clock
 from fastapi_cloud_tasks.engine.due_index import DueIndex
 from fastapi_cloud_tasks.engine.queue_target import apply_queue_target
@@ -43,6 +45,7 @@ class TaskDispatching:
     clock: Clock
     tokens: TokenIssuer
     on_ready: Callable[[], None] | None
+    app_engine_host: str | None
     name_reservation: timedelta
     _lock: threading.RLock
     _queues: dict[str, QueueState]
@@ -193,6 +196,12 @@ class TaskDispatching:
 
     def _request(self, record: TaskRecord, now: datetime) -> Dispatch:
         task = tasks_v2.Task.pb(record.task)
+        deadline = (
+            task.dispatch_deadline.ToTimedelta() if task.HasField("dispatch_deadline")
+            else DEFAULT_DEADLINE  # App Engine: the 10 min of automatic scaling (app_engine.py)
+        )
+        if task.HasField("app_engine_http_request"):
+            return self._app_engine_request(record, task, deadline, now)
         http = task.http_request
         number, url, sent_headers, body, auth = (
             http.http_method, http.url, http.headers, http.body, http)
@@ -212,12 +221,19 @@ class TaskDispatching:
         elif auth.HasField("oauth_token"):
             headers["Authorization"] = f"Bearer ya29.fake-{self._random.getrandbits(64):x}"
         method = METHOD_NAMES[number]  # set and checked at create (the queue's at its update)
-        deadline = (
-            task.dispatch_deadline.ToTimedelta() if task.HasField("dispatch_deadline")
-            else DEFAULT_DEADLINE
-        )
         return Dispatch(record, method, url, headers, bytes(body), deadline,
                         record.schedule_time, now)
+
+    def _app_engine_request(
+        self, record: TaskRecord, task: Any, deadline: timedelta, now: datetime
+    ) -> Dispatch:
+        queue = self._queues.get(record.queue_name)
+        assert self.app_engine_host is not None  # create refuses App Engine tasks without it
+        method, url, headers, body = app_engine_request(
+            task, tasks_v2.Queue.pb(queue.queue) if queue is not None else None,
+            self.app_engine_host)
+        headers.update(app_engine_headers(self._cloud_tasks_headers(record)))
+        return Dispatch(record, method, url, headers, body, deadline, record.schedule_time, now)
 
     def _cloud_tasks_headers(self, record: TaskRecord) -> dict[str, str]:
         headers = {

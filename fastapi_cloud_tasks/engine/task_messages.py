@@ -56,7 +56,7 @@ def check_http_request(task: Any) -> None:
     """Cloud Tasks' checks on a raw `Task` protobuf's HTTP request."""
     if not task.HasField("http_request"):
         raise exceptions.InvalidArgument(
-            "Only HTTP target tasks are supported here: set Task.http_request."
+            "Set Task.http_request (an HTTP target task) or Task.app_engine_http_request."
         )
     http = task.http_request
     if not http.url.startswith(("http://", "https://")):
@@ -90,7 +90,10 @@ def task_view(task: tasks_v2.Task, view: int) -> tasks_v2.Task:
     full = view == _FULL
     copy.view = _FULL if full else _BASIC
     if not full:  # BASIC omits the (possibly large) body
-        copy.http_request.body = b""
+        if copy.HasField("app_engine_http_request"):  # touching http_request would replace it
+            copy.app_engine_http_request.body = b""
+        else:
+            copy.http_request.body = b""
     wrapped: tasks_v2.Task = tasks_v2.Task.wrap(copy)
     return wrapped
 
