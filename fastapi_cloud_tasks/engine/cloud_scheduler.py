@@ -13,7 +13,7 @@ import random
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +28,11 @@ from fastapi_cloud_tasks.engine.due_index import DueIndex
 from fastapi_cloud_tasks.engine.fields import check_mask, check_times, copy_paths, page
 from fastapi_cloud_tasks.engine.http_target import unsendable
 from fastapi_cloud_tasks.engine.locations_iam import get_location, list_locations
+from fastapi_cloud_tasks.engine.pubsub_target import (
+    PUBLISH_URL,
+    check_pubsub_target,
+    publish_request,
+)
 from fastapi_cloud_tasks.engine.retry import backoff, later
 from fastapi_cloud_tasks.engine.store import NO_STORE, Store
 from fastapi_cloud_tasks.engine.task_messages import grpc_code, set_timestamp
@@ -35,7 +40,7 @@ from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError
 from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone, complete_retry_config
 
-__all__ = ["CloudSchedulerEngine", "JobDispatch", "JobRecord"]
+__all__ = ["CloudSchedulerEngine", "JobDispatch", "JobPublish", "JobRecord"]
 
 LOCATION = re.compile(r"^projects/[^/]+/locations/[^/]+$")
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
@@ -43,6 +48,7 @@ DEADLINE_RANGE = (timedelta(seconds=15), timedelta(minutes=30))
 DEFAULT_DEADLINE = timedelta(seconds=180)
 BAD_SCHEDULE = "Schedule or time zone is invalid."
 NOT_FOUND = "Job not found."
+PUBLISH_FAILED = "The message could not be published to the Pub/Sub topic."
 # The values of Google's HttpMethod enum (POST, GET, HEAD, PUT, DELETE, PATCH, OPTIONS);
 # protobuf enums are open, so a client can send any number.
 _METHOD_NAMES = {
@@ -90,6 +96,16 @@ class JobDispatch:
     deadline: timedelta
     schedule_time: datetime  # the occurrence, the same on every retry of it
     dispatch_time: datetime
+
+
+@dataclass(frozen=True)
+class JobPublish(JobDispatch):
+    """One attempt of a Pub/Sub target job's run: a publish of this message to `topic_name`
+    (its method, URL and body: Pub/Sub's REST publish call). See pubsub_target.py."""
+
+    topic_name: str = field(default="", kw_only=True)
+    data: bytes = field(default=b"", kw_only=True)
+    attributes: dict[str, str] = field(default_factory=dict, kw_only=True)
 
 
 class CloudSchedulerEngine:
@@ -349,8 +365,10 @@ class CloudSchedulerEngine:
 
     def _dispatch(self, record: JobRecord, now: datetime) -> JobDispatch:
         job = scheduler_v1.Job.pb(record.job)  # raw reads: this runs on every attempt
-        target = job.http_target
         assert record.run_schedule_time is not None
+        if job.HasField("pubsub_target"):
+            return _publish(record, job.pubsub_target, now)
+        target = job.http_target
         occurrence = record.run_schedule_time.astimezone(record.zone)
         headers = {k: v for k, v in target.headers.items()
                    if k.lower() not in ("user-agent", "host", "content-length")}
@@ -404,6 +422,9 @@ class CloudSchedulerEngine:
         # attempt deadline is DEADLINE_EXCEEDED.
         job.status.code = 0 if ok else grpc_code(status) if status is not None else 4
         job.status.message = "" if ok else f"HTTP {status or 504}"
+        if not ok and job.HasField("pubsub_target"):
+            # A publish that failed: Google documents no status for it; we pick UNAVAILABLE.
+            job.status.code, job.status.message = 14, PUBLISH_FAILED
         if record.name in self._jobs:  # its status and last attempt, kept
             self._store.put_job(record.seq, record.job)
         if ok or record.name not in self._jobs:
@@ -434,6 +455,8 @@ def _complete(job: scheduler_v1.Job) -> ZoneInfo:
     except InvalidScheduleError:
         raise exceptions.InvalidArgument(BAD_SCHEDULE) from None
     job.time_zone = job.time_zone or "UTC"
+    if "pubsub_target" in job:
+        return _complete_pubsub(job, zone)
     if "http_target" not in job:
         raise exceptions.InvalidArgument("Only HTTP target jobs are supported here.")
     target = scheduler_v1.Job.pb(job).http_target  # raw: an unknown enum value warns in proto-plus
@@ -449,12 +472,39 @@ def _complete(job: scheduler_v1.Job) -> ZoneInfo:
     problem = unsendable(target.uri, target.headers, "HttpTarget.uri")
     if problem is not None:
         raise exceptions.InvalidArgument(problem)
-    try:
-        job.retry_config = complete_retry_config(job.retry_config)
-    except InvalidScheduleError as exc:
-        raise exceptions.InvalidArgument(str(exc)) from None
+    _complete_retry_config(job)
     if "attempt_deadline" not in job:
         job.attempt_deadline = DEFAULT_DEADLINE
     elif not DEADLINE_RANGE[0] <= job.attempt_deadline <= DEADLINE_RANGE[1]:
         raise exceptions.InvalidArgument("attempt_deadline must be between 15s and 30m.")
     return zone
+
+
+def _complete_retry_config(job: scheduler_v1.Job) -> None:
+    try:
+        job.retry_config = complete_retry_config(job.retry_config)
+    except InvalidScheduleError as exc:
+        raise exceptions.InvalidArgument(str(exc)) from None
+
+
+def _complete_pubsub(job: scheduler_v1.Job, zone: ZoneInfo) -> ZoneInfo:
+    """A Pub/Sub target job: its message checked, its retry config completed; its
+    attempt_deadline is kept as given ("For Pub/Sub targets, this field is ignored")."""
+    target = scheduler_v1.Job.pb(job).pubsub_target
+    check_pubsub_target(job.name, target.topic_name, target.data, dict(target.attributes))
+    _complete_retry_config(job)
+    return zone
+
+
+def _publish(record: JobRecord, target: Any, now: datetime) -> JobPublish:
+    """The publish of a Pub/Sub target job's run. Cloud Scheduler publishes the job's data and
+    attributes as they are; it documents no attribute of its own, so none is added."""
+    attributes = dict(target.attributes)
+    assert record.run_schedule_time is not None
+    return JobPublish(
+        record, "POST", PUBLISH_URL.format(topic=target.topic_name),
+        {"Content-Type": "application/json"},
+        publish_request(target.topic_name, target.data, attributes),
+        DEFAULT_DEADLINE, record.run_schedule_time, now,
+        topic_name=target.topic_name, data=target.data, attributes=attributes,
+    )

@@ -12,7 +12,12 @@ __all__ = ["Attempt", "Source"]
 
 
 class Attempt(Protocol):
-    """One attempt to send, as `take_due` returns it (`Dispatch`, `JobDispatch`)."""
+    """One attempt to send, as `take_due` returns it (`Dispatch`, `JobDispatch`).
+
+    A `JobPublish` (a Pub/Sub target job's run) is one too, its HTTP form Pub/Sub's REST
+    publish call; a driver tells it by its type and publishes its message instead (the harness
+    captures it, the emulator sends it to a Pub/Sub emulator or keeps it), then reports
+    `finish(publish, 200)` if published, `finish(publish, None)` if not."""
 
     @property
     def method(self) -> str: ...
