@@ -6,13 +6,15 @@ That runs before any fixture, and on a machine without Google credentials Google
 raises `DefaultCredentialsError` (every transport: gRPC, gRPC asyncio and REST look for
 credentials when the client is built, not at the first call). So the capture has two parts:
 
-- From `pytest_configure` on, the constructors of `CloudTasksClient` and `CloudSchedulerClient`
-  are wrapped: one whose credentials cannot be found is built with anonymous credentials
-  instead, and keeps the error, raised at its first use outside a test (where it would have
-  been raised without the plugin, one step later). The asyncio clients build one of these
-  inside, so they are covered too. The wrap is installed when Google's client module is
-  imported (an import hook; pytest's start imports nothing of Google's), or at once if it
-  already was.
+- From pytest's start (`pytest_load_initial_conftests`, before conftest.py files import the
+  app), the constructors of `CloudTasksClient` and `CloudSchedulerClient` are wrapped: one
+  built at import or collection, or while a harness is active, whose credentials cannot be
+  found is built with anonymous credentials instead and keeps the error, raised at its first
+  use outside a test (where it would have been raised without the plugin, one step later).
+  In a test without our fixtures the constructor raises, as without the plugin. The asyncio
+  clients build one of these inside, so they are covered too. The wrap is installed when
+  Google's client module is imported (an import hook; pytest's start imports nothing of
+  Google's), or at once if it already was.
 - The clients reach their transport through the `_transport` attribute on every RPC
   (`self._transport._wrapped_methods[self._transport.create_task]`, the asyncio clients via
   `self._client._transport`). A property on the class answers that read: while a test's
@@ -122,6 +124,13 @@ _sessions: list[ClientCapture] = []
 _undo: list[Callable[[], None]] = []
 
 
+def _may_defer() -> bool:
+    """Whether a client built now may put off its missing credentials: at import or
+    collection (no test running yet), or while a harness is active. In a test without our
+    fixtures the constructor raises, as it would without the plugin."""
+    return bool(_active) or not _sessions or _sessions[-1].current_test is None
+
+
 def _patch_module(module: Any) -> None:
     class_name, sync, asyncio = _TARGETS[module.__name__]
     cls = getattr(module, class_name)
@@ -137,9 +146,12 @@ def _patch_module(module: Any) -> None:
         try:
             original_init(self, **kwargs)
         except DefaultCredentialsError as exc:
-            if kwargs.get("credentials") is not None:
-                raise  # credentials were given: not ours to defer
-            original_init(self, **{**kwargs, "credentials": AnonymousCredentials()})
+            if kwargs.get("credentials") is not None or not _may_defer():
+                raise  # given credentials, or a test without our fixtures: as without us
+            try:
+                original_init(self, **{**kwargs, "credentials": AnonymousCredentials()})
+            except Exception:  # e.g. a credentials_file that is missing: Google's error
+                raise exc from None
             vars(self)[_DEFERRED] = exc
         finally:
             del vars(self)[_BUILDING]
@@ -151,8 +163,12 @@ def _patch_module(module: Any) -> None:
         own = vars(self).get("_transport")
         if getattr(own, "kind", None) == "in-memory" or _BUILDING in vars(self):
             return own  # the engine's own clients, and clients a test built on them
-        if _active:
-            client = getattr(_active[-1], asyncio if vars(self).get(_ASYNC) else sync)
+        try:
+            override = _active[-1]
+        except IndexError:  # no harness (checked so, as one may end on another thread)
+            override = None
+        if override is not None:
+            client = getattr(override, asyncio if vars(self).get(_ASYNC) else sync)
             if vars(self).get(_ASYNC):
                 client = client._client  # the asyncio client's inner sync client
             return vars(client)["_transport"]

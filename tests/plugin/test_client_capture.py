@@ -9,6 +9,7 @@ the metadata server (an address off this machine).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,8 +191,13 @@ def test_3_the_deferred_credentials_error_outside():
     from google.auth.exceptions import DefaultCredentialsError
     with pytest.raises(DefaultCredentialsError, match="built without credentials"):
         app_mod.client.get_queue(name=app_mod.QUEUE)
+
+def test_4_built_in_a_test_without_the_fixtures_it_raises_as_without_the_plugin():
+    from google.auth.exceptions import DefaultCredentialsError
+    with pytest.raises(DefaultCredentialsError, match="default credentials were not found"):
+        tasks_v2.CloudTasksClient()
 ''')
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
 
 
 def test_opt_in_error_names_the_test_that_used_a_client_without_the_fixtures(run_isolated):
@@ -320,3 +326,20 @@ def cloudtasks_app():
 ''')
     result = run_isolated(code, INI.replace("cloudtasks_app = app_mod:app\n", ""))
     result.assert_outcomes(passed=1)
+
+
+def test_the_client_classes_are_google_own_again_after_the_session(pytester):
+    pytester.makepyfile(test_user="def test_nothing(cloudtasks_queue):\n    pass\n")
+    pytester.makeini(INI.replace("cloudtasks_app = app_mod:app\n", ""))
+    result = pytester.run(sys.executable, "-c", '''
+import pytest
+from google.cloud import scheduler_v1, tasks_v2
+init = tasks_v2.CloudTasksClient.__init__
+assert pytest.main(["-q", "-p", "no:cacheprovider", "test_user.py"]) == 0
+for cls in (tasks_v2.CloudTasksClient, scheduler_v1.CloudSchedulerClient):
+    assert "_transport" not in vars(cls), cls
+assert tasks_v2.CloudTasksClient.__init__ is init
+print("unpatched")
+''')
+    result.stdout.fnmatch_lines(["unpatched"])
+    assert result.ret == 0
