@@ -15,6 +15,7 @@ import signal
 import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING, NoReturn
+from urllib.parse import urlsplit
 
 from google.api_core import exceptions
 from google.cloud import tasks_v2
@@ -137,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep queues, tasks and jobs in DIR (created if missing) and take "
                         "them back at the next start, after SIGTERM or kill -9 alike; by default "
                         "they live in memory and are gone at exit")
+    parser.add_argument("--app-engine-host", metavar="HOST:PORT", type=_host_port,
+                        help="deliver App Engine tasks (Task.app_engine_http_request) to "
+                        "http://HOST:PORT + their relative URI, the local server standing in "
+                        "for your App Engine app; without it they are refused at create")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every delivery")
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     args = parser.parse_args(argv)
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                             auto_create_queues=args.auto_create_queues,
                             max_rate=args.max_rate, max_in_flight=args.max_in_flight,
                             allowed_hosts=args.allow_host, grpc_limits=grpc_limits,
-                            data_dir=args.data_dir,
+                            data_dir=args.data_dir, app_engine_host=args.app_engine_host,
                             http_limits=http_limits)
     except exceptions.InvalidArgument as exc:  # a --queue the engine refuses, as Google would
         parser.error(f"--queue: {exc.message}")
@@ -213,5 +218,22 @@ async def _serve(emulator: Emulator, prog: str) -> int:
     return 0
 
 
+def _host_port(value: str) -> str:
+    """`--app-engine-host`: HOST:PORT, nothing more (no scheme, no path)."""
+    try:
+        parts = urlsplit(f"http://{value}")
+        good = bool(parts.hostname) and parts.port is not None and not (
+            parts.path or parts.query or parts.fragment or "@" in value)
+    except ValueError:  # a bad port number or IPv6 literal
+        good = False
+    if not good:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not HOST:PORT: give the App Engine app's local address, such as "
+            "127.0.0.1:8080 (no scheme, no path)."
+        )
+    return value
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

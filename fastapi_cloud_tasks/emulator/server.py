@@ -46,7 +46,8 @@ class Emulator:
     or one of `allowed_hosts`, and none a page of another origin sends (`SameOrigin`);
     `http_limits` bounds its connections. With `data_dir` its queues, tasks and jobs are kept
     there (emulator/persistence.py) and taken back at the next start; by default, in memory
-    only. A bad `data_dir` raises `StateError`."""
+    only. A bad `data_dir` raises `StateError`. App Engine tasks go to `app_engine_host`
+    (HOST:PORT); without it they are refused at create."""
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class Emulator:
         grpc_limits: Limits | None = None,
         clock: TimerClock | None = None,
         data_dir: str | Path | None = None,
+        app_engine_host: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -79,7 +81,8 @@ class Emulator:
         # is the --auto-create-queues opt-in (the library's .delay() creates its queue).
         self.tasks = CloudTasksEngine(clock, max_rate=max_rate, tokens=self.tokens,
                                       name_reservation=name_reservation,
-                                      auto_create_queues=auto_create_queues, store=self.store)
+                                      auto_create_queues=auto_create_queues, store=self.store,
+                                      app_engine_host=app_engine_host)
         self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens, store=self.store)
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
