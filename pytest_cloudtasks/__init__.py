@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         TaskFailed,
         TaskRoutingError,
     )
-    from pytest_cloudtasks.harness import Attempt, Harness, HarnessConfig
+    from pytest_cloudtasks.harness import Attempt, Harness, HarnessConfig, PublishedMessage
     from pytest_cloudtasks.lifespan import LifespanFailed
     from pytest_cloudtasks.queue import CloudTasksQueue
     from pytest_cloudtasks.runaway import RunawayError
@@ -37,6 +37,7 @@ __all__ = [
     "Attempt",
     "Harness",
     "HarnessConfig",
+    "PublishedMessage",
     # Serving a WSGI app that is not recognised as one
     "WSGIApp",
     # Exceptions
@@ -58,6 +59,7 @@ _MODULES = {
     "Attempt": "harness",
     "Harness": "harness",
     "HarnessConfig": "harness",
+    "PublishedMessage": "harness",
     "WSGIApp": "wsgi",
     "PytestCloudTasksError": "errors",
     "TaskFailed": "errors",

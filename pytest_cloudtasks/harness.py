@@ -15,7 +15,7 @@ from google.cloud import scheduler_v1, tasks_v2
 
 from fastapi_cloud_tasks.auth import trust_certificates
 from fastapi_cloud_tasks.clients import ClientOverride, override_clients
-from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine
+from fastapi_cloud_tasks.engine.cloud_scheduler import CloudSchedulerEngine, JobPublish
 from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch, Outcome
 from fastapi_cloud_tasks.engine.driver import Attempt as Sendable
 from fastapi_cloud_tasks.engine.driver import Source
@@ -39,7 +39,19 @@ from pytest_cloudtasks.lifespan import Lifespans, call_on_loop
 from pytest_cloudtasks.routing import RouteCheck
 from pytest_cloudtasks.runaway import RunawayGuard
 
-__all__ = ["Attempt", "Harness", "HarnessConfig", "TaskFailed"]
+__all__ = ["Attempt", "Harness", "HarnessConfig", "PublishedMessage", "TaskFailed"]
+
+
+@dataclass(frozen=True)
+class PublishedMessage:
+    """A message a Pub/Sub target job's run published (the harness delivers nothing else)."""
+
+    job: Any  # the CapturedJob
+    schedule_time: datetime  # the occurrence this run belongs to
+    publish_time: datetime
+    topic_name: str
+    data: bytes
+    attributes: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class Attempt:
     # What the chaos settings made of it: "duplicate" (a second delivery after a success) or
     # "transient failure" (lost before reaching the app); None for an ordinary attempt.
     injected: str | None = None
+    published: PublishedMessage | None = None  # a Pub/Sub target job's run: its message
 
     @property
     def response(self) -> httpx.Response | None:
@@ -166,6 +179,7 @@ class Harness:
         self.router = AppRouter(app)
         self.portal = Portal()
         self.attempts: list[Attempt] = []
+        self.published: list[PublishedMessage] = []  # Pub/Sub target jobs' messages
         self.asserted: set[str] = set()  # tasks and jobs an assertion matched, by name
         self.routes = RouteCheck()
         self.chaos = Chaos(config.chaos)
@@ -282,6 +296,8 @@ class Harness:
     async def _deliver(self, registered: _Registered[D], dispatch: D,
                        injected: str | None = None) -> Attempt:
         captured = registered.capture(dispatch)
+        if isinstance(dispatch, JobPublish):
+            return self._publish(registered, dispatch, captured)
         app = self.router.app_for(dispatch.url)
         headers = self._interner.headers(
             duplicate_headers(dispatch.headers) if injected == DUPLICATE else dispatch.headers)
@@ -319,8 +335,27 @@ class Harness:
         self.attempts.append(attempt)
         return attempt
 
+    def _publish(self, registered: _Registered[Any], dispatch: JobPublish,
+                 captured: Any) -> Attempt:
+        """A Pub/Sub target job's run: its message captured (a publish here always succeeds),
+        kept as an attempt too, so `attempts` shows every run."""
+        message = PublishedMessage(captured, dispatch.schedule_time, dispatch.dispatch_time,
+                                   dispatch.topic_name, dispatch.data, dict(dispatch.attributes))
+        self.published.append(message)
+        outcome = registered.source.finish(dispatch, 200)
+        attempt = Attempt(
+            task=captured, schedule_time=dispatch.schedule_time, status_code=200,
+            delivered=Delivered(200, True, [], b"", None, dispatch.method, dispatch.url),
+            headers_sent=dispatch.headers, dispatch_time=dispatch.dispatch_time, exception=None,
+            outcome=outcome, number=_attempt_number(captured.record), published=message,
+        )
+        self.attempts.append(attempt)
+        return attempt
+
     def _check(self, attempt: Attempt) -> None:
         __tracebackhide__ = True
+        if attempt.published is not None:
+            return  # no app was called
         self.routes.check(self.router.app_for(attempt.delivered.url), attempt)
         if attempt.status_code == 422:
             detail = attempt.response.text if attempt.response is not None else ""

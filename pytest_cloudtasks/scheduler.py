@@ -9,7 +9,7 @@ from google.cloud import scheduler_v1
 
 from pytest_cloudtasks.assertions import check_times, job_expectation, listing
 from pytest_cloudtasks.captured import CapturedJob
-from pytest_cloudtasks.harness import Attempt
+from pytest_cloudtasks.harness import Attempt, PublishedMessage
 from pytest_cloudtasks.queue import Timeline
 
 __all__ = ["CloudTasksScheduler"]
@@ -34,6 +34,11 @@ class CloudTasksScheduler(Timeline):
     def attempts(self) -> list[Attempt]:
         """Every job run attempt so far."""
         return [a for a in self._harness.attempts if isinstance(a.task, CapturedJob)]
+
+    @property
+    def published(self) -> list[PublishedMessage]:
+        """Every message the runs of Pub/Sub target jobs published so far, in order."""
+        return list(self._harness.published)
 
     def run_job(self, job_id: str) -> list[Attempt]:
         """RunJob: run the job now (even while paused) and deliver that run."""
