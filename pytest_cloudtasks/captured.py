@@ -17,6 +17,7 @@ from fastapi_cloud_tasks.engine.cloud_scheduler import JobRecord
 from fastapi_cloud_tasks.engine.cloud_tasks import TaskRecord
 from fastapi_cloud_tasks.exceptions import FastAPICloudTasksError
 from fastapi_cloud_tasks.scheduled_route import job_endpoints
+from pytest_cloudtasks.delivery import APP_ENGINE_HOST
 
 __all__ = ["CapturedJob", "CapturedTask", "Snapshots", "find_endpoint"]
 
@@ -201,7 +202,12 @@ class CapturedJob(_Captured):
 
 
 def _task_request(record: TaskRecord) -> _Request:
-    http = tasks_v2.Task.pb(record.task).http_request  # raw reads: taken on every attempt
+    task = tasks_v2.Task.pb(record.task)  # raw reads: taken on every attempt
+    if task.HasField("app_engine_http_request"):  # sent to the harness's App Engine host
+        app = task.app_engine_http_request
+        url = f"http://{APP_ENGINE_HOST}{app.relative_uri}"
+        return _Request(_METHOD_NAMES[app.http_method or 1], url, dict(app.headers), app.body)
+    http = task.http_request
     return _Request(_METHOD_NAMES[http.http_method or 1], http.url, dict(http.headers),
                     http.body)
 

@@ -130,7 +130,9 @@ def duplicate_headers(headers: dict[str, str]) -> dict[str, str]:
     document: Google does not say which headers a duplicate carries.
     """
     copy = dict(headers)
-    copy["X-CloudTasks-TaskRetryCount"] = str(int(headers["X-CloudTasks-TaskRetryCount"]) + 1)
-    copy["X-CloudTasks-TaskPreviousResponse"] = "504"
-    copy["X-CloudTasks-TaskRetryReason"] = ""
+    # App Engine tasks carry the same headers under X-AppEngine-* (engine/app_engine.py).
+    prefix = "X-CloudTasks-" if "X-CloudTasks-TaskRetryCount" in headers else "X-AppEngine-"
+    copy[f"{prefix}TaskRetryCount"] = str(int(headers[f"{prefix}TaskRetryCount"]) + 1)
+    copy[f"{prefix}TaskPreviousResponse"] = "504"
+    copy[f"{prefix}TaskRetryReason"] = ""
     return copy

@@ -29,7 +29,7 @@ import httpx
 
 from fastapi_cloud_tasks.engine.http_target import split_url, wire_headers
 
-__all__ = ["AppRouter", "Delivered", "Portal", "deliver", "finish_background"]
+__all__ = ["APP_ENGINE_HOST", "AppRouter", "Delivered", "Portal", "deliver", "finish_background"]
 
 ASGIApp = Callable[..., Awaitable[None]]
 CLIENT = ("127.0.0.1", 123)  # the peer address the app sees, as under httpx's ASGI transport
@@ -175,6 +175,12 @@ def _scope(method: str, url: str, headers: dict[str, str], body: bytes,
         # As uvicorn and Starlette's TestClient: each request its own shallow copy.
         "state": dict(state) if state else {},
     }
+
+
+# Where App Engine tasks go (the engine's app_engine_host): no route names it, so
+# `cloudtasks_app` receives them, or the app a test gives with
+# `cloudtasks.route("http://appengine.cloudtasks.test", app)`.
+APP_ENGINE_HOST = "appengine.cloudtasks.test"
 
 
 class AppRouter:

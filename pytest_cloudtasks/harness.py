@@ -31,7 +31,14 @@ from pytest_cloudtasks.captured import Snapshots
 from pytest_cloudtasks.chaos import DUPLICATE, TRANSIENT, Chaos, ChaosConfig, duplicate_headers
 from pytest_cloudtasks.client_capture import capture_clients
 from pytest_cloudtasks.clock import DEFAULT_BACKEND, HarnessClock
-from pytest_cloudtasks.delivery import AppRouter, Delivered, Portal, deliver, finish_background
+from pytest_cloudtasks.delivery import (
+    APP_ENGINE_HOST,
+    AppRouter,
+    Delivered,
+    Portal,
+    deliver,
+    finish_background,
+)
 from pytest_cloudtasks.errors import TaskFailed
 from pytest_cloudtasks.failures import attempt_history, last_response
 from pytest_cloudtasks.kept import Interner
@@ -174,6 +181,7 @@ class Harness:
             queue_template=config.queue_defaults,
             keep_history=True,
             tokens=self.tokens,
+            app_engine_host=APP_ENGINE_HOST,
         )
         self.scheduler = CloudSchedulerEngine(self.clock, tokens=self.tokens)
         self.router = AppRouter(app)
