@@ -22,7 +22,9 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from fastapi_cloud_tasks.emulator.http_delivery import DeliveryError, HttpDelivery
+from fastapi_cloud_tasks.emulator.pubsub_publish import PubsubPublisher
 from fastapi_cloud_tasks.engine.clock import SystemClock, TimerClock
+from fastapi_cloud_tasks.engine.cloud_scheduler import JobPublish
 from fastapi_cloud_tasks.engine.cloud_tasks import DispatchError
 from fastapi_cloud_tasks.engine.driver import Attempt, Source
 from fastapi_cloud_tasks.engine.retry import retry_after as parse_retry_after
@@ -43,6 +45,7 @@ class Dispatcher:
         # local worker only slows down, so attempts wait here (still due) beyond this many.
         self.max_in_flight = max_in_flight
         self.http = HttpDelivery(max_idle=max_in_flight)
+        self.pubsub = PubsubPublisher()  # Pub/Sub target jobs' runs publish through it
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -119,6 +122,16 @@ class Dispatcher:
     async def _deliver(self, source: Source[D], dispatch: D) -> None:
         status: int | None = None
         retry_after: timedelta | None = None
+        if isinstance(dispatch, JobPublish):
+            # A Pub/Sub target job's run: a publish, not a request to a worker.
+            try:
+                published = await self.pubsub.publish(dispatch)
+            except Exception:  # as for a request: that attempt fails alone, and is retried
+                logger.exception("job %s: cannot publish to %s", dispatch.record.name,
+                                 dispatch.topic_name)
+                published = False
+            self._settle(source, dispatch, 200 if published else None, None)
+            return
         try:
             response = await self.http.request(
                 dispatch.method, dispatch.url, dispatch.headers, dispatch.body,
@@ -137,6 +150,11 @@ class Dispatcher:
             # it escape would leave the task in flight forever, never retried.
             logger.warning("%s %s: cannot send the request: %r", dispatch.method, dispatch.url,
                            exc)
+        self._settle(source, dispatch, status, retry_after)
+
+    def _settle(self, source: Source[D], dispatch: D, status: int | None,
+                retry_after: timedelta | None) -> None:
+        """Report an attempt's result to its engine, count it, log it and look again."""
         answer = status if status is not None else "no response"
         try:
             outcome = source.finish(dispatch, status, retry_after).value
@@ -158,3 +176,4 @@ class Dispatcher:
         for task in list(self._inflight):
             task.cancel()
         self.http.close()
+        self.pubsub.close()
