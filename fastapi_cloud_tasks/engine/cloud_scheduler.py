@@ -34,6 +34,10 @@ from fastapi_cloud_tasks.engine.pubsub_target import (
     publish_request,
 )
 from fastapi_cloud_tasks.engine.retry import backoff, later
+from fastapi_cloud_tasks.engine.scheduler_app_engine import (
+    app_engine_job_request,
+    check_app_engine_target,
+)
 from fastapi_cloud_tasks.engine.store import NO_STORE, Store
 from fastapi_cloud_tasks.engine.task_messages import grpc_code, set_timestamp
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
@@ -114,8 +118,11 @@ class CloudSchedulerEngine:
     resumed or forced)."""
 
     def __init__(self, clock: Clock, *, tokens: TokenIssuer | None = None,
-                 on_ready: Callable[[], None] | None = None, store: Store = NO_STORE) -> None:
+                 on_ready: Callable[[], None] | None = None, store: Store = NO_STORE,
+                 app_engine_host: str | None = None) -> None:
         self.clock = clock
+        # HOST:PORT standing in for the App Engine app; None refuses App Engine target jobs.
+        self.app_engine_host = app_engine_host
         self.tokens = tokens or TokenIssuer()  # its key is made on first use
         self.on_ready = on_ready
         self._jobs: dict[str, JobRecord] = {}
@@ -164,7 +171,7 @@ class CloudSchedulerEngine:
                 )
             if job.name in self._jobs:
                 raise exceptions.AlreadyExists("Job already exists.")
-            zone = _complete(job)
+            zone = _complete(job, self.app_engine_host)
             job.state = State.ENABLED  # type: ignore[assignment]
             job.user_update_time = self.clock.now()
             record = JobRecord(job, zone, None, next(self._seq))
@@ -201,7 +208,7 @@ class CloudSchedulerEngine:
             ]
             copy_paths(raw, scheduler_v1.Job.pb(job), paths)
             job.state = record.job.state
-            record.zone = _complete(job)
+            record.zone = _complete(job, self.app_engine_host)
             record.cron = None  # the schedule or zone may have changed
             job.user_update_time = self.clock.now()
             record.job = job
@@ -368,8 +375,18 @@ class CloudSchedulerEngine:
         assert record.run_schedule_time is not None
         if job.HasField("pubsub_target"):
             return _publish(record, job.pubsub_target, now)
-        target = job.http_target
         occurrence = record.run_schedule_time.astimezone(record.zone)
+        if job.HasField("app_engine_http_target"):
+            assert self.app_engine_host is not None  # create refuses the job without it
+            method, url, sent, body = app_engine_job_request(
+                job.app_engine_http_target, self.app_engine_host, {
+                    "X-CloudScheduler": "true",
+                    "X-CloudScheduler-JobName": record.name.rsplit("/", 1)[1],
+                    "X-CloudScheduler-ScheduleTime": occurrence.isoformat(),
+                })
+            return JobDispatch(record, method, url, sent, body,
+                               job.attempt_deadline.ToTimedelta(), record.run_schedule_time, now)
+        target = job.http_target
         headers = {k: v for k, v in target.headers.items()
                    if k.lower() not in ("user-agent", "host", "content-length")}
         headers.update({
@@ -447,7 +464,7 @@ class CloudSchedulerEngine:
         return Outcome.RETRYING
 
 
-def _complete(job: scheduler_v1.Job) -> ZoneInfo:
+def _complete(job: scheduler_v1.Job, app_engine_host: str | None = None) -> ZoneInfo:
     """Fill the service's defaults into `job` and check it; returns its time zone."""
     try:
         check_schedule(job.schedule)
@@ -457,6 +474,10 @@ def _complete(job: scheduler_v1.Job) -> ZoneInfo:
     job.time_zone = job.time_zone or "UTC"
     if "pubsub_target" in job:
         return _complete_pubsub(job, zone)
+    if "app_engine_http_target" in job:
+        check_app_engine_target(job, app_engine_host)
+        _complete_retry_config(job)
+        return zone
     if "http_target" not in job:
         raise exceptions.InvalidArgument("Only HTTP target jobs are supported here.")
     target = scheduler_v1.Job.pb(job).http_target  # raw: an unknown enum value warns in proto-plus
