@@ -1,7 +1,9 @@
 """Pub/Sub target jobs in the emulator: without `PUBSUB_EMULATOR_HOST` each published message
 is kept in a bounded list and logged; with it set but `google-cloud-pubsub` missing, one
-warning says what to install and messages are kept all the same. On a virtual clock (see
-test_emulator_virtual_clock.py), created through Google's real client over gRPC."""
+warning says what to install and messages are kept all the same; with it and the package,
+Google's PublisherClient publishes to a small Pub/Sub gRPC server of the test's (skipped where
+the [pubsub] extra is not installed). On a virtual clock (see test_emulator_virtual_clock.py),
+jobs created through Google's real client over gRPC."""
 
 from __future__ import annotations
 
@@ -88,3 +90,56 @@ def test_pubsub_emulator_host_without_the_extra_warns_once_and_keeps_messages(
         "Pub/Sub target jobs' messages are kept in the emulator and logged instead. Install "
         "it with: pip install 'fastapi-cloud-tasks[pubsub]'"]
     assert len(virtual.emulator.dispatcher.pubsub.published) == 3
+
+
+class FakePubsub:
+    """A Pub/Sub emulator's Publish RPC and nothing else, on grpcio: what the emulator's
+    publisher (Google's own `PublisherClient`) sends is what it records."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import grpc
+        from google.pubsub_v1.types import PublishRequest, PublishResponse
+
+        self.requests: list[Any] = []
+
+        def publish(request: Any, context: Any) -> Any:
+            self.requests.append(request)
+            first = len(self.requests) * 100
+            return PublishResponse(message_ids=[str(first + i) for i in range(len(
+                request.messages))])
+
+        handler = grpc.method_handlers_generic_handler("google.pubsub.v1.Publisher", {
+            "Publish": grpc.unary_unary_rpc_method_handler(
+                publish, request_deserializer=PublishRequest.deserialize,
+                response_serializer=PublishResponse.serialize)})
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(grace=None)
+
+
+def test_with_pubsub_emulator_host_messages_are_published_there(
+    make_virtual: list[Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("google.cloud.pubsub_v1",
+                        reason="the [pubsub] extra (google-cloud-pubsub) is not installed")
+    fake = FakePubsub()
+    make_virtual.insert(0, fake)  # stopped last
+    monkeypatch.setenv(ENV, f"127.0.0.1:{fake.port}")
+    virtual, client = start(make_virtual)
+    job = create_hourly(client, "tick")
+
+    virtual.settle(timedelta(hours=1))
+
+    [request] = fake.requests
+    [message] = request.messages
+    assert (request.topic, message.data, dict(message.attributes)) == (
+        TOPIC, b"Hello", {"kind": "tick"})
+    [kept] = virtual.emulator.dispatcher.pubsub.published
+    assert kept.message_id == "100"
+    assert client.get_job(name=job.name).status.code == 0
