@@ -223,9 +223,15 @@ class _JobDefinition:
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
-        target = raw.http_target
-        self.request = _Request(_JOB_METHOD_NAMES[target.http_method or 1], target.uri,
-                                dict(target.headers), target.body)
+        if raw.HasField("app_engine_http_target"):  # sent to the harness's App Engine host
+            app = raw.app_engine_http_target
+            url = f"http://{APP_ENGINE_HOST}{app.relative_uri.partition('#')[0]}"
+            self.request = _Request(_JOB_METHOD_NAMES[app.http_method or 1], url,
+                                    dict(app.headers), app.body)
+        else:
+            target = raw.http_target
+            self.request = _Request(_JOB_METHOD_NAMES[target.http_method or 1], target.uri,
+                                    dict(target.headers), target.body)
         self.name: str = raw.name
         self.schedule: str = raw.schedule
         self.time_zone: str = raw.time_zone

@@ -183,7 +183,8 @@ class Harness:
             tokens=self.tokens,
             app_engine_host=APP_ENGINE_HOST,
         )
-        self.scheduler = CloudSchedulerEngine(self.clock, tokens=self.tokens)
+        self.scheduler = CloudSchedulerEngine(self.clock, tokens=self.tokens,
+                                              app_engine_host=APP_ENGINE_HOST)
         self.router = AppRouter(app)
         self.portal = Portal()
         self.attempts: list[Attempt] = []

@@ -83,7 +83,8 @@ class Emulator:
                                       name_reservation=name_reservation,
                                       auto_create_queues=auto_create_queues, store=self.store,
                                       app_engine_host=app_engine_host)
-        self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens, store=self.store)
+        self.scheduler = CloudSchedulerEngine(clock, tokens=self.tokens, store=self.store,
+                                              app_engine_host=app_engine_host)
         for queue in queues or []:
             self.tasks.update_queue(tasks_v2.UpdateQueueRequest(queue=queue))
         self.attempts = AttemptLog(clock)  # the dashboard's recent attempts

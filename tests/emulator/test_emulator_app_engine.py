@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from emulator_support import LOCATION, StartEmulator, Target
 from google.api_core import exceptions
-from google.cloud import tasks_v2
+from google.cloud import scheduler_v1, tasks_v2
 
 from fastapi_cloud_tasks.emulator.__main__ import main
 
@@ -45,6 +45,26 @@ def test_app_engine_tasks_go_to_the_app_engine_host_with_app_engines_headers(
     assert second.headers["x-appengine-taskretrycount"] == "1"
     assert second.headers["x-appengine-taskpreviousresponse"] == "500"
     assert second.status == 200
+
+
+def test_an_app_engine_target_job_runs_against_the_app_engine_host(
+    start_emulator: StartEmulator, target: Target, ident: str, prefix: str
+) -> None:
+    emulator = start_emulator("--app-engine-host", urlsplit(target.base_url).netloc, "-q")
+    client = emulator.scheduler_client()
+    job = client.create_job(parent=LOCATION, job=scheduler_v1.Job(
+        name=f"{LOCATION}/jobs/{ident}", schedule="0 0 1 1 *",
+        app_engine_http_target=scheduler_v1.AppEngineHttpTarget(
+            relative_uri=f"{prefix}/cron", body=b"tick")))
+
+    client.run_job(name=job.name)
+    (delivery,) = target.wait_under(prefix, timeout=20)
+
+    assert (delivery.method, delivery.path, delivery.body) == ("POST", f"{prefix}/cron", b"tick")
+    assert delivery.headers["x-cloudscheduler"] == "true"
+    assert delivery.headers["x-appengine-cron"] == "true"
+    assert delivery.headers["x-cloudscheduler-jobname"] == ident
+    assert delivery.headers["user-agent"] == AGENT
 
 
 def test_without_app_engine_host_an_app_engine_task_is_refused_at_create(

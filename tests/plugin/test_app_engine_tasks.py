@@ -88,3 +88,31 @@ def test_duplicate(cloudtasks_queue):
 ''')
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_an_app_engine_target_job_runs_into_cloudtasks_app(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(app_mod=APP, test_user='''
+from google.cloud import scheduler_v1
+
+import app_mod
+
+LOCATION = "projects/my-project/locations/us-central1"
+
+
+def test_job(cloudtasks_scheduler):
+    cloudtasks_scheduler.client.create_job(parent=LOCATION, job=scheduler_v1.Job(
+        name=f"{LOCATION}/jobs/nightly", schedule="0 * * * *",
+        app_engine_http_target={"relative_uri": "/example_task_handler", "body": b"hi"}))
+    cloudtasks_scheduler.run_job("nightly")
+
+    ((path, _, body, headers),) = app_mod.received
+    assert (path, body) == ("/example_task_handler", b"hi")
+    assert headers["x-cloudscheduler"] == "true"
+    assert headers["x-appengine-cron"] == "true"
+    assert headers["x-cloudscheduler-jobname"] == "nightly"
+    assert cloudtasks_scheduler.jobs["nightly"].url == (
+        "http://appengine.cloudtasks.test/example_task_handler")
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
