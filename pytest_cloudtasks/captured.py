@@ -15,6 +15,7 @@ from fastapi_cloud_tasks.arguments import HttpCall
 from fastapi_cloud_tasks.delayed_route import DelayedTask, task_endpoints
 from fastapi_cloud_tasks.engine.cloud_scheduler import JobRecord
 from fastapi_cloud_tasks.engine.cloud_tasks import TaskRecord
+from fastapi_cloud_tasks.engine.pubsub_target import PUBLISH_URL
 from fastapi_cloud_tasks.exceptions import FastAPICloudTasksError
 from fastapi_cloud_tasks.scheduled_route import job_endpoints
 from pytest_cloudtasks.delivery import APP_ENGINE_HOST
@@ -223,7 +224,11 @@ class _JobDefinition:
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
-        if raw.HasField("app_engine_http_target"):  # sent to the harness's App Engine host
+        if raw.HasField("pubsub_target"):  # published, not sent: its REST publish call
+            pubsub = raw.pubsub_target
+            self.request = _Request("POST", PUBLISH_URL.format(topic=pubsub.topic_name), {},
+                                    pubsub.data)
+        elif raw.HasField("app_engine_http_target"):  # sent to the harness's App Engine host
             app = raw.app_engine_http_target
             url = f"http://{APP_ENGINE_HOST}{app.relative_uri.partition('#')[0]}"
             self.request = _Request(_JOB_METHOD_NAMES[app.http_method or 1], url,

@@ -42,6 +42,10 @@ def test_published_messages_are_captured_with_their_job_and_occurrence(
 
             first, second = cloudtasks_scheduler.published
             assert first.job.short_name == "tick"
+            assert first.job.describe() == (
+                "job tick (0 * * * * UTC) POST "
+                f"https://pubsub.googleapis.com/v1/{TOPIC}:publish")
+            assert first.job.endpoint is None
             assert (first.topic_name, first.data, first.attributes) == (
                 TOPIC, b"Hello", {"kind": "tick"})
             assert first.schedule_time == first.publish_time == datetime(
