@@ -40,11 +40,12 @@ def start(made: list[Any]) -> tuple[VirtualEmulator, scheduler_v1.CloudScheduler
     return virtual, client
 
 
-def create_hourly(client: scheduler_v1.CloudSchedulerClient, job_id: str) -> scheduler_v1.Job:
+def create_hourly(client: scheduler_v1.CloudSchedulerClient, job_id: str,
+                  **settings: Any) -> scheduler_v1.Job:
     return client.create_job(parent=LOCATION, job=scheduler_v1.Job(
         name=f"{LOCATION}/jobs/{job_id}", schedule="0 * * * *",
         pubsub_target=scheduler_v1.PubsubTarget(
-            topic_name=TOPIC, data=b"Hello", attributes={"kind": "tick"})))
+            topic_name=TOPIC, data=b"Hello", attributes={"kind": "tick"}), **settings))
 
 
 def test_without_a_pubsub_emulator_messages_are_kept_and_logged(
@@ -96,7 +97,7 @@ class FakePubsub:
     """A Pub/Sub emulator's Publish RPC and nothing else, on grpcio: what the emulator's
     publisher (Google's own `PublisherClient`) sends is what it records."""
 
-    def __init__(self) -> None:
+    def __init__(self, topics: tuple[str, ...] = (TOPIC,)) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         import grpc
@@ -106,6 +107,8 @@ class FakePubsub:
 
         def publish(request: Any, context: Any) -> Any:
             self.requests.append(request)
+            if request.topic not in topics:  # as Pub/Sub answers for a topic nobody created
+                context.abort(grpc.StatusCode.NOT_FOUND, "Topic not found")
             first = len(self.requests) * 100
             return PublishResponse(message_ids=[str(first + i) for i in range(len(
                 request.messages))])
@@ -143,3 +146,25 @@ def test_with_pubsub_emulator_host_messages_are_published_there(
     [kept] = virtual.emulator.dispatcher.pubsub.published
     assert kept.message_id == "100"
     assert client.get_job(name=job.name).status.code == 0
+
+
+def test_a_publish_the_pubsub_emulator_refuses_fails_the_run_and_is_retried(
+    make_virtual: list[Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("google.cloud.pubsub_v1",
+                        reason="the [pubsub] extra (google-cloud-pubsub) is not installed")
+    fake = FakePubsub(topics=())  # the topic was never created there
+    make_virtual.insert(0, fake)
+    monkeypatch.setenv(ENV, f"127.0.0.1:{fake.port}")
+    virtual, client = start(make_virtual)
+    job = create_hourly(client, "tick", retry_config=scheduler_v1.RetryConfig(
+        retry_count=1, min_backoff_duration=timedelta(seconds=10)))
+
+    virtual.settle(timedelta(hours=1))
+    failed = client.get_job(name=job.name)
+    virtual.settle(timedelta(seconds=10))
+
+    assert (failed.status.code, failed.status.message) == (
+        14, "The message could not be published to the Pub/Sub topic.")
+    assert len(fake.requests) == 2  # the run and its one retry
+    assert list(virtual.emulator.dispatcher.pubsub.published) == []
