@@ -154,7 +154,9 @@ class Dashboard:
             "OK" if raw.status.code == 0
             else f"{code_pb2.Code.Name(raw.status.code)} ({raw.status.message})")
         kind = raw.WhichOneof("target") or ""
-        target = raw.http_target.uri if kind == "http_target" else kind.replace("_", " ")
+        target = (raw.http_target.uri if kind == "http_target"
+                  else f"Pub/Sub {raw.pubsub_target.topic_name}" if kind == "pubsub_target"
+                  else kind.replace("_", " "))
         paused = job.state == scheduler_v1.Job.State.PAUSED
         return {
             "name": name, "id": _short(name), "anchor": _anchor("job", name),

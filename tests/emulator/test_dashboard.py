@@ -317,6 +317,19 @@ def in_process() -> Dashboard:
     return Dashboard(CloudTasksEngine(clock), CloudSchedulerEngine(clock), AttemptLog(clock))
 
 
+def test_a_pubsub_target_job_shows_its_topic() -> None:
+    dashboard = in_process()
+    topic = LOCATION.split("/locations/")[0] + "/topics/cron-topic"
+    dashboard.scheduler.create_job(scheduler_v1.CreateJobRequest(
+        parent=LOCATION, job=scheduler_v1.Job(
+            name=f"{LOCATION}/jobs/tick", schedule="0 * * * *",
+            pubsub_target=scheduler_v1.PubsubTarget(topic_name=topic, data=b"x"))))
+
+    [job] = dashboard.state()["jobs"]
+
+    assert job["target"] == f"Pub/Sub {topic}"
+
+
 def test_an_unknown_action_names_the_actions_there_are() -> None:
     response = in_process().act("explode-queue", HttpRequest("POST", "/", "", {}, b""))
 
