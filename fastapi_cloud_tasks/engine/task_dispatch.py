@@ -311,7 +311,9 @@ class TaskDispatching:
             return Outcome.FAILED
         wait = backoff(record.dispatch_count, retry.min_backoff, retry.max_backoff,
                        retry.max_doublings)
-        if retry_after is not None and status in (429, 503):
+        # App Engine targets: "a 429 (Too Many Requests) response ... does not" throttle.
+        slows = status == 503 or (status == 429 and not task.HasField("app_engine_http_request"))
+        if retry_after is not None and slows:
             wait = max(wait, retry_after)
         record.schedule_time = later(now, wait)
         set_timestamp(task.schedule_time, record.schedule_time)

@@ -10,6 +10,7 @@ from emulator_support import LOCATION, StartEmulator, Target
 from google.api_core import exceptions
 from google.cloud import scheduler_v1, tasks_v2
 
+from fastapi_cloud_tasks import emulator_client
 from fastapi_cloud_tasks.emulator.__main__ import main
 
 AGENT = "AppEngine-Google; (+http://code.google.com/appengine)"
@@ -21,12 +22,14 @@ def app_engine_task(relative_uri: str, body: bytes = b"") -> tasks_v2.Task:
         http_method=tasks_v2.HttpMethod.POST, relative_uri=relative_uri, body=body))
 
 
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_app_engine_tasks_go_to_the_app_engine_host_with_app_engines_headers(
-    start_emulator: StartEmulator, target: Target, ident: str, prefix: str
+    start_emulator: StartEmulator, target: Target, ident: str, prefix: str, transport: str
 ) -> None:
     emulator = start_emulator("--app-engine-host", urlsplit(target.base_url).netloc,
                               "--auto-create-queues", "-q")
-    client = emulator.tasks_client()
+    client = emulator.tasks_client() if transport == "grpc" else emulator_client(
+        emulator.address, transport="rest", http_port=emulator.http_port)
     queue = f"{LOCATION}/queues/{ident}"
 
     task = client.create_task(parent=queue, task=app_engine_task(
@@ -45,6 +48,8 @@ def test_app_engine_tasks_go_to_the_app_engine_host_with_app_engines_headers(
     assert second.headers["x-appengine-taskretrycount"] == "1"
     assert second.headers["x-appengine-taskpreviousresponse"] == "500"
     assert second.status == 200
+    if transport == "rest":
+        client.transport.close()
 
 
 def test_an_app_engine_target_job_runs_against_the_app_engine_host(

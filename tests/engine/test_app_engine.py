@@ -165,3 +165,18 @@ def test_without_an_app_engine_host_app_engine_tasks_are_refused_at_create() -> 
     with pytest.raises(exceptions.InvalidArgument, match="--app-engine-host HOST:PORT"):
         create(tasks_client(engine), relative_uri="/w")
     assert engine.pending() == []
+
+
+def test_a_429_does_not_slow_an_app_engine_task_but_a_503_does(
+    engine: CloudTasksEngine, client: tasks_v2.CloudTasksClient
+) -> None:
+    # AppEngineHttpRequest: 503 triggers congestion control; "Unlike other types of task
+    # targets, a 429 (Too Many Requests) response from an app handler does not".
+    create(client, relative_uri="/w")
+    start = engine.clock.now()
+    engine.finish(first(engine), 429, retry_after=timedelta(seconds=30))
+    assert engine.next_due_time() == start + timedelta(seconds=0.1)  # the queue's min_backoff
+    engine.clock.advance(timedelta(seconds=1))  # type: ignore[attr-defined]
+    retried = engine.clock.now()
+    engine.finish(first(engine), 503, retry_after=timedelta(seconds=30))
+    assert engine.next_due_time() == retried + timedelta(seconds=30)
