@@ -377,7 +377,11 @@ class CloudSchedulerEngine:
             return _publish(record, job.pubsub_target, now)
         occurrence = record.run_schedule_time.astimezone(record.zone)
         if job.HasField("app_engine_http_target"):
-            assert self.app_engine_host is not None  # create refuses the job without it
+            if self.app_engine_host is None:  # stored with one, taken back without
+                raise RuntimeError(
+                    f"Job {record.name} has an App Engine target and no App Engine host is "
+                    "set: restart the emulator with --app-engine-host HOST:PORT to run it."
+                )
             method, url, sent, body = app_engine_job_request(
                 job.app_engine_http_target, self.app_engine_host, {
                     "X-CloudScheduler": "true",

@@ -228,7 +228,11 @@ class TaskDispatching:
         self, record: TaskRecord, task: Any, deadline: timedelta, now: datetime
     ) -> Dispatch:
         queue = self._queues.get(record.queue_name)
-        assert self.app_engine_host is not None  # create refuses App Engine tasks without it
+        if self.app_engine_host is None:  # created with one, taken back (--data-dir) without
+            raise RuntimeError(
+                f"Task {record.name} is an App Engine task and no App Engine host is set: "
+                "restart the emulator with --app-engine-host HOST:PORT to deliver it."
+            )
         method, url, headers, body = app_engine_request(
             task, tasks_v2.Queue.pb(queue.queue) if queue is not None else None,
             self.app_engine_host)

@@ -13,7 +13,7 @@ from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
 from fastapi_cloud_tasks.engine.clock import VirtualClock
-from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch
+from fastapi_cloud_tasks.engine.cloud_tasks import CloudTasksEngine, Dispatch, DispatchError
 from fastapi_cloud_tasks.engine.transports import tasks_client
 
 LOCATION = "projects/test-project/locations/us-central1"
@@ -180,3 +180,15 @@ def test_a_429_does_not_slow_an_app_engine_task_but_a_503_does(
     retried = engine.clock.now()
     engine.finish(first(engine), 503, retry_after=timedelta(seconds=30))
     assert engine.next_due_time() == retried + timedelta(seconds=30)
+
+
+def test_an_app_engine_task_without_a_host_at_dispatch_fails_that_attempt_saying_why(
+    engine: CloudTasksEngine, client: tasks_v2.CloudTasksClient
+) -> None:
+    # Taken back from --data-dir by an emulator started without --app-engine-host.
+    create(client, relative_uri="/w")
+    engine.app_engine_host = None
+    with pytest.raises(DispatchError) as raised:
+        engine.take_due()
+    assert "restart the emulator with --app-engine-host" in str(raised.value.__cause__)
+    assert engine.pending()[0].dispatch_count == 1  # retried as any failed attempt
