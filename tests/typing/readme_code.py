@@ -27,8 +27,10 @@ def write_project(readme: Path, out: Path) -> list[Path]:
     written: list[Path] = []
     for number, code in enumerate(BLOCK.findall(readme.read_text()), start=1):
         header = FILE_HEADER.match(code)
-        if header:
+        if header and out / header.group(1) not in written:
             path = out / header.group(1)
+        elif header:  # a later version of a file shown before: checked as a module of its own
+            path = out / f"snippet_{number}.py"
         else:
             path = out / f"snippet_{number}.py"
             code = "from myapp.main import *  # noqa: F403\n" + code
