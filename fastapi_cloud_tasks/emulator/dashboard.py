@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -77,10 +77,12 @@ class Dashboard:
     """The pages and actions over `tasks` and `scheduler` (the emulator's engines) and the
     attempts `attempts` has seen."""
 
-    def __init__(self, tasks: Any, scheduler: Any, attempts: AttemptLog) -> None:
+    def __init__(self, tasks: Any, scheduler: Any, attempts: AttemptLog,
+                 published: Callable[[], Iterable[Any]] = tuple) -> None:
         self.tasks = tasks
         self.scheduler = scheduler
         self.attempts = attempts
+        self.published = published  # the Pub/Sub messages kept or published, oldest first
         self.token = secrets.token_urlsafe(32)  # in every form; see the module's docstring
         engines = {TASKS.name: tasks, SCHEDULER.name: scheduler}
         self._calls: dict[str, tuple[Callable[[Any], Any], Any]] = {}
@@ -121,6 +123,7 @@ class Dashboard:
                        [:MAX_ROWS]],
             "queue_count": len(self.tasks.resource_names()),
             "attempts": [_attempt(entry) for entry in self.attempts.recent()],
+            "messages": [_message(m) for m in reversed(list(self.published()))][:MAX_ROWS],
             "jobs": [self._job(record.name) for record in self.scheduler.jobs()[:MAX_ROWS]],
             "job_count": len(self.scheduler.jobs()),
             "token": self.token,
@@ -301,6 +304,19 @@ def _attempt(entry: AttemptEntry) -> dict[str, Any]:
         "ok": entry.status is not None and 200 <= entry.status < 300,
         "outcome": entry.outcome, "duration": _duration(entry.duration, precise=True),
         "retry_count": entry.retry_count, "headers": headers, "number": entry.number,
+    }
+
+
+def _message(message: Any) -> dict[str, Any]:
+    """A Pub/Sub target job's message, as the dashboard lists it (newest first)."""
+    return {
+        "time": _when(message.publish_time, precise=True),
+        "job": _short(message.job_name),
+        "topic": message.topic_name,
+        "size": len(message.data),
+        "data": message.data[:200].decode("utf-8", "replace"),
+        "attributes": ", ".join(f"{k}={v}" for k, v in sorted(message.attributes.items())),
+        "where": f"published as {message.message_id}" if message.message_id else "kept here",
     }
 
 

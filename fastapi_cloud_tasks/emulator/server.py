@@ -128,7 +128,8 @@ class Emulator:
 
     def _http_routes(self) -> Router:
         router = Router()
-        Dashboard(self.tasks, self.scheduler, self.attempts).add_routes(router)
+        Dashboard(self.tasks, self.scheduler, self.attempts,
+                  lambda: self.dispatcher.pubsub.published).add_routes(router)
         router.add("GET", re.escape(CERTS_PATH),
                    lambda request, match: _certs(self.tokens.certificates()))
         router.add("GET", re.escape(JWKS_PATH), lambda request, match: _certs(self.tokens.jwks()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -167,3 +168,24 @@ def test_a_publish_the_pubsub_emulator_refuses_fails_the_run_and_is_retried(
         14, "The message could not be published to the Pub/Sub topic.")
     assert len(fake.requests) == 2  # the run and its one retry
     assert list(virtual.emulator.dispatcher.pubsub.published) == []
+
+
+def test_kept_messages_are_listed_on_the_dashboard_escaped(
+    make_virtual: list[Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("jinja2", reason="the dashboard needs the [emulator] extra's Jinja2")
+    monkeypatch.delenv(ENV, raising=False)
+    virtual, client = start(make_virtual)
+    job = create_hourly(client, "tick")
+    client.update_job(job=scheduler_v1.Job(name=job.name, pubsub_target=scheduler_v1.PubsubTarget(
+        topic_name=TOPIC, data=b"<script>alert(1)</script>", attributes={"kind": "tick"})))
+
+    virtual.settle(timedelta(hours=1))
+
+    url = f"http://127.0.0.1:{virtual.emulator.http_port}/dashboard/state"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        page = response.read().decode()
+    section = page.split('id="messages"', 1)[1]
+    for shown in (TOPIC, "kind=tick", "kept here", "&lt;script&gt;alert(1)&lt;/script&gt;"):
+        assert shown in section
+    assert "<script>" not in section
