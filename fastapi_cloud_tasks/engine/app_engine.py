@@ -29,6 +29,7 @@ from google.api_core import exceptions
 from google.cloud import tasks_v2
 
 from fastapi_cloud_tasks.engine.http_target import unsendable
+from fastapi_cloud_tasks.engine.task_messages import METHOD_NAMES, check_method
 
 __all__ = [
     "APP_ENGINE_DEADLINE_RANGE",
@@ -40,11 +41,7 @@ __all__ = [
 
 APP_ENGINE_USER_AGENT = "AppEngine-Google; (+http://code.google.com/appengine)"
 APP_ENGINE_DEADLINE_RANGE = (timedelta(seconds=15), timedelta(hours=24, seconds=15))
-_POST = int(tasks_v2.HttpMethod.POST)
-_BODY_METHODS = {_POST, int(tasks_v2.HttpMethod.PUT)}
-_METHOD_NAMES = {
-    int(value): name for name, value in tasks_v2.HttpMethod.__members__.items() if value
-}
+_BODY_METHODS = {int(tasks_v2.HttpMethod.POST), int(tasks_v2.HttpMethod.PUT)}
 _RESERVED = ("x-google-", "x-appengine-")
 
 
@@ -70,17 +67,8 @@ def check_app_engine_request(task: Any, host: str | None) -> None:
         raise exceptions.InvalidArgument(
             "AppEngineHttpRequest.relative_uri must be at most 2083 characters long."
         )
-    if not request.http_method:  # HTTP_METHOD_UNSPECIFIED
-        request.http_method = _POST
-    elif request.http_method not in _METHOD_NAMES:
-        raise exceptions.InvalidArgument(
-            f"AppEngineHttpRequest.http_method {request.http_method} is not an HttpMethod: use "
-            f"one of {', '.join(_METHOD_NAMES.values())}."
-        )
-    if request.body and request.http_method not in _BODY_METHODS:
-        raise exceptions.InvalidArgument(
-            "A body can only be set for POST or PUT App Engine requests."
-        )
+    check_method(request, "AppEngineHttpRequest", body_methods=_BODY_METHODS,
+                 body_rule="A body can only be set for POST or PUT App Engine requests.")
     headers = dict(request.headers)
     for header in headers:
         if header.lower() == "host" or header.lower().startswith(_RESERVED):
@@ -107,7 +95,7 @@ def app_engine_request(task: Any, queue: Any, host: str) -> tuple[str, str, dict
     headers["User-Agent"] = f"{own} {APP_ENGINE_USER_AGENT}" if own else APP_ENGINE_USER_AGENT
     if request.body and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/octet-stream"
-    method = _METHOD_NAMES[request.http_method]  # set and checked at create
+    method = METHOD_NAMES[request.http_method]  # set and checked at create
     return method, _url(host, request.relative_uri), headers, bytes(request.body)
 
 

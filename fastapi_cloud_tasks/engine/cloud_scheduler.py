@@ -39,7 +39,12 @@ from fastapi_cloud_tasks.engine.scheduler_app_engine import (
     check_app_engine_target,
 )
 from fastapi_cloud_tasks.engine.store import NO_STORE, Store
-from fastapi_cloud_tasks.engine.task_messages import grpc_code, set_timestamp
+from fastapi_cloud_tasks.engine.task_messages import (
+    METHOD_NAMES,
+    check_method,
+    grpc_code,
+    set_timestamp,
+)
 from fastapi_cloud_tasks.engine.tokens import TokenIssuer
 from fastapi_cloud_tasks.exceptions import InvalidScheduleError
 from fastapi_cloud_tasks.schedules import check_schedule, check_time_zone, complete_retry_config
@@ -53,12 +58,6 @@ DEFAULT_DEADLINE = timedelta(seconds=180)
 BAD_SCHEDULE = "Schedule or time zone is invalid."
 NOT_FOUND = "Job not found."
 PUBLISH_FAILED = "The message could not be published to the Pub/Sub topic."
-# The values of Google's HttpMethod enum (POST, GET, HEAD, PUT, DELETE, PATCH, OPTIONS);
-# protobuf enums are open, so a client can send any number.
-_METHOD_NAMES = {
-    int(value): name for name, value in scheduler_v1.HttpMethod.__members__.items() if value
-}
-_POST = int(scheduler_v1.HttpMethod.POST)
 MAX_JOBS_PAGE = 500  # ListJobsRequest.page_size: "The maximum page size is 500."
 State = scheduler_v1.Job.State
 
@@ -407,7 +406,7 @@ class CloudSchedulerEngine:
                 email=target.oidc_token.service_account_email, audience=audience, now=now
             )
             headers["Authorization"] = f"Bearer {token}"
-        method = _METHOD_NAMES[target.http_method]  # set and checked at create
+        method = METHOD_NAMES[target.http_method]  # set and checked at create
         return JobDispatch(record, method, target.uri, headers, target.body,
                            job.attempt_deadline.ToTimedelta(), record.run_schedule_time, now)
 
@@ -487,13 +486,7 @@ def _complete(job: scheduler_v1.Job, app_engine_host: str | None = None) -> Zone
     target = scheduler_v1.Job.pb(job).http_target  # raw: an unknown enum value warns in proto-plus
     if not target.uri.startswith(("http://", "https://")):
         raise exceptions.InvalidArgument("HttpTarget.uri must start with 'http://' or 'https://'.")
-    if not target.http_method:  # HTTP_METHOD_UNSPECIFIED
-        target.http_method = _POST
-    elif target.http_method not in _METHOD_NAMES:
-        raise exceptions.InvalidArgument(
-            f"HttpTarget.http_method {target.http_method} is not an HttpMethod: use one of "
-            f"{', '.join(_METHOD_NAMES.values())}."
-        )
+    check_method(target, "HttpTarget")
     problem = unsendable(target.uri, target.headers, "HttpTarget.uri")
     if problem is not None:
         raise exceptions.InvalidArgument(problem)

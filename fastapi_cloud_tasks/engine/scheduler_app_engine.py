@@ -28,15 +28,13 @@ from google.cloud import scheduler_v1
 
 from fastapi_cloud_tasks.engine.app_engine import APP_ENGINE_USER_AGENT
 from fastapi_cloud_tasks.engine.http_target import unsendable
+from fastapi_cloud_tasks.engine.task_messages import METHOD_NAMES, check_method
 
 __all__ = ["app_engine_job_request", "check_app_engine_target"]
 
 DEFAULT_DEADLINE = timedelta(minutes=10)
 DEADLINE_RANGE = (timedelta(seconds=15), timedelta(hours=24, seconds=15))
-_METHOD_NAMES = {
-    int(value): name for name, value in scheduler_v1.HttpMethod.__members__.items() if value
-}
-_ALLOWED = {number for number, name in _METHOD_NAMES.items() if name not in ("PATCH", "OPTIONS")}
+_ALLOWED = {number for number, name in METHOD_NAMES.items() if name not in ("PATCH", "OPTIONS")}
 _BODY = {int(scheduler_v1.HttpMethod.POST), int(scheduler_v1.HttpMethod.PUT)}
 
 
@@ -58,17 +56,9 @@ def check_app_engine_target(job: scheduler_v1.Job, host: str | None) -> None:
             f"AppEngineHttpTarget.relative_uri {uri[:100]!r} must begin with '/', contain no "
             "spaces and be at most 2083 characters long."
         )
-    if not target.http_method:
-        target.http_method = int(scheduler_v1.HttpMethod.POST)
-    elif target.http_method not in _ALLOWED:
-        raise exceptions.InvalidArgument(
-            f"AppEngineHttpTarget.http_method {target.http_method} is not permitted: use one "
-            f"of {', '.join(_METHOD_NAMES[n] for n in sorted(_ALLOWED))}."
-        )
-    if target.body and target.http_method not in _BODY:
-        raise exceptions.InvalidArgument(
-            "A body can only be set for POST or PUT App Engine requests."
-        )
+    check_method(target, "AppEngineHttpTarget", allowed=_ALLOWED, refusal="is not permitted",
+                 body_methods=_BODY,
+                 body_rule="A body can only be set for POST or PUT App Engine requests.")
     for header in target.headers:
         if header.lower().startswith(("x-google-", "x-appengine-")):
             raise exceptions.InvalidArgument(
@@ -101,4 +91,4 @@ def app_engine_job_request(
     if target.body and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/octet-stream"
     url = f"http://{host}{target.relative_uri.partition('#')[0]}"  # fragments stay local
-    return _METHOD_NAMES[target.http_method], url, headers, bytes(target.body)
+    return METHOD_NAMES[target.http_method], url, headers, bytes(target.body)

@@ -3,6 +3,7 @@ HTTP request, the BASIC/FULL views, the Attempt records, and queue settings temp
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,6 +16,7 @@ __all__ = [
     "METHOD_NAMES",
     "attempt_message",
     "check_http_request",
+    "check_method",
     "copy_message",
     "grpc_code",
     "overlay_queue",
@@ -36,6 +38,26 @@ _BASIC = int(tasks_v2.Task.View.BASIC)
 RESERVED_HEADER_PREFIXES = ("x-google-", "x-appengine-")
 _ATTEMPT_PB = tasks_v2.Attempt.pb()
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def check_method(
+    target: Any, label: str, *, allowed: Collection[int] = METHOD_NAMES,
+    refusal: str = "is not an HttpMethod", body_methods: Collection[int] = BODY_METHODS,
+    body_rule: str = "",
+) -> None:
+    """Set an unset `target.http_method` to POST, as Google does, and refuse a number outside
+    `allowed` (protobuf enums are open: it would fail every attempt) or, when `body_rule` is
+    given, a body with a method outside `body_methods`. Cloud Tasks and Cloud Scheduler
+    number HttpMethod alike, so one table serves HTTP and App Engine targets of both."""
+    if not target.http_method:  # HTTP_METHOD_UNSPECIFIED
+        target.http_method = _POST
+    elif target.http_method not in allowed:
+        raise exceptions.InvalidArgument(
+            f"{label}.http_method {target.http_method} {refusal}: use one of "
+            f"{', '.join(METHOD_NAMES[n] for n in sorted(allowed))}."
+        )
+    if body_rule and target.body and target.http_method not in body_methods:
+        raise exceptions.InvalidArgument(body_rule)
 
 
 def set_timestamp(timestamp: Any, when: datetime) -> None:
@@ -63,17 +85,8 @@ def check_http_request(task: Any) -> None:
         raise exceptions.InvalidArgument("HttpTarget.url must start with 'http://' or 'https://'.")
     if len(http.url) > 2083:
         raise exceptions.InvalidArgument("HttpTarget.url must be at most 2083 characters long.")
-    if not http.http_method:  # HTTP_METHOD_UNSPECIFIED
-        http.http_method = _POST
-    elif http.http_method not in METHOD_NAMES:
-        raise exceptions.InvalidArgument(
-            f"HttpRequest.http_method {http.http_method} is not an HttpMethod: use one of "
-            f"{', '.join(METHOD_NAMES.values())}."
-        )
-    if http.body and http.http_method not in BODY_METHODS:
-        raise exceptions.InvalidArgument(
-            "Body can only be set for POST, PUT or PATCH HTTP requests."
-        )
+    check_method(http, "HttpRequest",
+                 body_rule="Body can only be set for POST, PUT or PATCH HTTP requests.")
     headers = dict(http.headers)  # reading the protobuf map once costs less than thrice
     for header in headers:
         if header.lower().startswith(RESERVED_HEADER_PREFIXES):
