@@ -315,7 +315,9 @@ class CloudTasksEngine(TaskDispatching):
         if task.name:
             self._check_new_name(task.name, parent, now)
         else:
-            task.name = f"{parent}/tasks/{self._random.randrange(10**19):019d}"
+            # 19 digits, as Google's own; getrandbits(63) < 10**19 costs a C call, randrange ~50
+            # bytecodes on the path of every create.
+            task.name = f"{parent}/tasks/{self._random.getrandbits(63):019d}"
         when = now
         if task.HasField("schedule_time"):
             when = max(now, task.schedule_time.ToDatetime(tzinfo=timezone.utc))

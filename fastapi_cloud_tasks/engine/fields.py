@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.api_core import exceptions
 from google.protobuf import field_mask_pb2
@@ -24,7 +24,7 @@ TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
 MAX_DURATION_SECONDS = 315_576_000_000
 MAX_NANOS = 999_999_999
 _TIMESTAMP, _DURATION, _NESTED, _SKIP = range(4)
-_PLANS: dict[Any, tuple[tuple[str, int, bool], ...]] = {}  # message type -> fields to check
+_PLANS: dict[Any, _Plan] = {}  # message type -> fields to check
 
 
 def page(items: list[Any], size: int, token: str, *, scope: str,
@@ -102,36 +102,53 @@ def check_times(message: Any, where: str) -> None:
     """INVALID_ARGUMENT for any Timestamp or Duration in `message` (raw protobuf, walked
     through nested messages) outside protobuf's ranges; `where` names `message` in the error.
 
-    Only the fields that can hold a time are looked at (a plan per message type, made once):
-    a few `HasField` calls for a Task, on the path of every create."""
-    for name, kind, repeated in _plan(message.DESCRIPTOR):
-        if repeated:
-            for item in getattr(message, name):
-                check_times(item, f"{where}.{name}")
-        elif not message.HasField(name):
-            continue
-        elif kind == _TIMESTAMP:
-            _check_timestamp(getattr(message, name), where, name)
-        elif kind == _DURATION:
-            _check_duration(getattr(message, name), where, name)
-        else:
-            check_times(getattr(message, name), f"{where}.{name}")
+    Only the fields that can hold a time are looked at (a plan per message type, made once),
+    and only those set: `filter(HasField, ...)` runs in C, as this is on the path of every
+    create."""
+    descriptor = message.DESCRIPTOR
+    plan = _PLANS.get(descriptor) or _plan(descriptor)
+    has = message.HasField
+    for name in filter(has, plan.timestamps):
+        _check_timestamp(getattr(message, name), where, name)
+    for name in filter(has, plan.durations):
+        _check_duration(getattr(message, name), where, name)
+    for name in filter(has, plan.nested):
+        check_times(getattr(message, name), f"{where}.{name}")
+    for name, kind in plan.repeated:
+        for index, item in enumerate(getattr(message, name)):
+            if kind == _TIMESTAMP:
+                _check_timestamp(item, where, f"{name}[{index}]")
+            elif kind == _DURATION:
+                _check_duration(item, where, f"{name}[{index}]")
+            else:
+                check_times(item, f"{where}.{name}[{index}]")
 
 
-def _plan(descriptor: Any) -> tuple[tuple[str, int, bool], ...]:
-    """The fields of a message type that hold a time, or a message that can: (name, kind,
-    repeated). Maps (of strings here) are left out."""
+class _Plan(NamedTuple):
+    """The fields of a message type that hold a time, or a message that can."""
+
+    timestamps: tuple[str, ...] = ()
+    durations: tuple[str, ...] = ()
+    nested: tuple[str, ...] = ()
+    repeated: tuple[tuple[str, int], ...] = ()  # (name, kind) of repeated fields
+
+
+def _plan(descriptor: Any) -> _Plan:
     plan = _PLANS.get(descriptor)
     if plan is None:
-        _PLANS[descriptor] = ()  # a recursive type refers to itself: nothing more below
-        found = []
+        _PLANS[descriptor] = _Plan()  # a recursive type refers to itself: nothing more below
+        found: dict[int, list[str]] = {_TIMESTAMP: [], _DURATION: [], _NESTED: []}
+        repeated = []
         for field in descriptor.fields:
             kind = _kind(field)
-            if kind == _NESTED and not _plan(field.message_type):
+            if kind == _SKIP or (kind == _NESTED and _plan(field.message_type) == _Plan()):
                 continue
-            if kind != _SKIP:
-                found.append((field.name, kind, _repeated(field)))
-        plan = _PLANS[descriptor] = tuple(found)
+            if _repeated(field):
+                repeated.append((field.name, kind))
+            else:
+                found[kind].append(field.name)
+        plan = _PLANS[descriptor] = _Plan(tuple(found[_TIMESTAMP]), tuple(found[_DURATION]),
+                                          tuple(found[_NESTED]), tuple(repeated))
     return plan
 
 

@@ -72,8 +72,8 @@ class TaskDispatching:
     def _push(self, queue: QueueState, record: TaskRecord) -> None:
         record.version += 1
         heapq.heappush(queue.heap, (record.schedule_time, record.seq, record.version, record.name))
-        self._index(queue)
-        if queue.running:
+        if queue.running:  # a paused queue is in neither index (`_index` when it paused)
+            self._index(queue)
             self._ready()
 
     def _ready(self) -> None:
@@ -134,8 +134,10 @@ class TaskDispatching:
         its concurrency limit, or nothing pending). Called after every change to a queue's
         tasks, state, limits or attempts in flight; time alone only moves queues from
         `_throttled` to `_ready_queues` (`_promote`), as tokens only ever accrue."""
-        top = self._top(queue)
-        if top is None or not queue.running or queue.in_flight >= queue.max_concurrent:
+        top = None
+        if queue.running and queue.in_flight < queue.max_concurrent:
+            top = self._top(queue)
+        if top is None:
             self._ready_queues.discard(queue)
             self._throttled.discard(queue)
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -60,20 +60,39 @@ class Dispatch:
     dispatch_time: datetime
 
 
-@dataclass(eq=False)
+_RUNNING = int(tasks_v2.Queue.State.RUNNING)
+
+
 class QueueState:
     """A queue as the engine keeps it: its settings, token bucket, pending heap and attempts
-    in flight."""
+    in flight.
 
-    queue: tasks_v2.Queue
-    bucket: TokenBucket
-    heap: list[tuple[datetime, int, int, str]] = field(default_factory=list)
-    in_flight: int = 0
+    `running` and `max_concurrent` are read on every create and dispatch, so they come from
+    the raw protobuf under `queue` (kept with it, and changed in place with it) as plain ints,
+    without proto-plus's per-access wrapping and enum comparisons."""
+
+    __slots__ = ("_queue", "_raw", "bucket", "heap", "in_flight")
+
+    def __init__(self, queue: tasks_v2.Queue, bucket: TokenBucket) -> None:
+        self.queue = queue
+        self.bucket = bucket
+        self.heap: list[tuple[datetime, int, int, str]] = []
+        self.in_flight = 0
+
+    @property
+    def queue(self) -> tasks_v2.Queue:
+        return self._queue
+
+    @queue.setter
+    def queue(self, queue: tasks_v2.Queue) -> None:
+        self._queue = queue
+        self._raw = tasks_v2.Queue.pb(queue)
 
     @property
     def running(self) -> bool:
-        return bool(tasks_v2.Queue.pb(self.queue).state == tasks_v2.Queue.State.RUNNING)
+        return bool(self._raw.state == _RUNNING)
 
     @property
     def max_concurrent(self) -> int:
-        return int(tasks_v2.Queue.pb(self.queue).rate_limits.max_concurrent_dispatches)
+        return int(self._raw.rate_limits.max_concurrent_dispatches)
+
