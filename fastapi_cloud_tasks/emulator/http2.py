@@ -141,16 +141,18 @@ class _Request:
     __slots__ = ("body", "deadline", "expected", "headers", "late", "opened", "unacked",
                  "window")
 
-    def __init__(self, headers: dict[bytes, bytes], opened: float, deadline: float,
-                 late: str, expected: int | None) -> None:
+    def __init__(self, headers: dict[bytes, bytes], opened: float,
+                 expected: int | None) -> None:
         self.headers = headers
         self.body = bytearray()
         self.window = STREAM_WINDOW
         self.unacked = 0
         self.opened = opened
-        self.deadline = deadline
-        self.late = late  # the refusal's reason once past the deadline
         self.expected = expected  # content-length, if the client sent one
+        # Worked out by the first sweep that finds the request unfinished (most end within
+        # the read that began them): when it is late, and the refusal's reason then.
+        self.deadline: float | None = None
+        self.late = "slow"
 
 
 class _Output:
@@ -264,6 +266,12 @@ class Connection(asyncio.Protocol):
                                                      f"{limits.head_timeout:g} s after it began"))
             return
         for stream_id, request in list(self._requests.items()):
+            if request.deadline is None:
+                limit = self.app.time_limit(request.headers)
+                if limit is not None and limit < limits.body_timeout:
+                    request.late, request.deadline = "deadline", request.opened + limit
+                else:
+                    request.deadline = request.opened + limits.body_timeout
             if now > request.deadline:
                 self._forget(stream_id)
                 self._answer(stream_id, self.app.refuse(request.headers, request.late),
@@ -336,18 +344,17 @@ class Connection(asyncio.Protocol):
             self._preface_seen = True
             position = len(PREFACE)
         end = len(buffer)
+        unpack = _FRAME_HEAD.unpack_from  # one C call per frame head: this loop is hot
         while end - position >= 9:
-            length = (buffer[position] << 16) | (buffer[position + 1] << 8) | buffer[position + 2]
+            high, low, kind, flags, stream_id = unpack(buffer, position)
+            length = high << 16 | low
             if length > DEFAULT_FRAME:  # we never raise SETTINGS_MAX_FRAME_SIZE
                 raise _Violation(FRAME_SIZE_ERROR, f"a frame of {length} bytes")
-            if end - position < 9 + length:
-                break
-            kind = buffer[position + 3]
-            flags = buffer[position + 4]
-            stream_id = _U32.unpack_from(buffer, position + 5)[0] & 0x7FFFFFFF
-            payload = bytes(buffer[position + 9:position + 9 + length])
-            position += 9 + length
-            self._on_frame(kind, flags, stream_id, payload)
+            start = position + 9
+            position = start + length
+            if position > end:
+                return start - 9
+            self._on_frame(kind, flags, stream_id & 0x7FFFFFFF, bytes(buffer[start:position]))
             if self._write_closed:
                 break
         return position
@@ -362,6 +369,8 @@ class Connection(asyncio.Protocol):
                 self._on_headers(stream_id, flags, payload, False)  # what clients send
             else:
                 self._on_headers_frame(flags, stream_id, payload)
+        elif kind == WINDOW_UPDATE:  # two per unary call
+            self._on_window_update(stream_id, payload)
         elif kind == CONTINUATION:
             if self._continuation is None or self._continuation[0] != stream_id:
                 raise _Violation(PROTOCOL_ERROR, "CONTINUATION out of place")
@@ -376,8 +385,6 @@ class Connection(asyncio.Protocol):
                 self._on_headers(stream_id, first_flags, bytes(block), self_dependent)
         elif kind == SETTINGS:
             self._on_settings(flags, stream_id, payload)
-        elif kind == WINDOW_UPDATE:
-            self._on_window_update(stream_id, payload)
         elif kind == PING:
             if stream_id:
                 raise _Violation(PROTOCOL_ERROR, "PING on a stream")
@@ -528,13 +535,7 @@ class Connection(asyncio.Protocol):
             else:
                 self._answer(stream_id, self.app.respond(headers, b"", self._now))
         else:
-            now = self._now
-            limit = self.app.time_limit(headers)
-            body_limit = self.limits.body_timeout
-            late = "slow" if limit is None or limit >= body_limit else "deadline"
-            self._requests[stream_id] = _Request(
-                headers, now, now + (body_limit if late == "slow" else cast(float, limit)),
-                late, expected)
+            self._requests[stream_id] = _Request(headers, self._now, expected)
 
     def _on_settings(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id:
@@ -590,12 +591,25 @@ class Connection(asyncio.Protocol):
             raise _Violation(PROTOCOL_ERROR, f"WINDOW_UPDATE on stream {stream_id}, idle")
         else:
             return  # closed: allowed a while after its end (RFC 9113 §5.1)
-        self._send_held_back()
+        if self._pending:  # most updates refill windows no answer waits on
+            self._send_held_back()
 
 # -- writing ---------------------------------------------------------------------------
 
     def _answer(self, stream_id: int, response: Response, request_done: bool = True) -> None:
-        end_with_head = not response.body and response.trailers is None
+        body, trailers = response.body, response.trailers
+        if (trailers is not None and self._table_size_update is None
+                and 0 < len(body) <= min(self._send_window, self._send_windows[stream_id])
+                and max(len(body), len(response.head), len(trailers)) <= self._peer_frame):
+            # The usual gRPC answer, whole within the windows and one frame each: what
+            # `_header_frames` and `_send` would write, without holding it back first.
+            self._send_window -= len(body)
+            self._out += (frame(HEADERS, END_HEADERS, stream_id, response.head),
+                          frame(DATA, 0, stream_id, body),
+                          frame(HEADERS, END_STREAM | END_HEADERS, stream_id, trailers))
+            self._finish(stream_id, request_done)
+            return
+        end_with_head = not body and trailers is None
         self._header_frames(stream_id, response.head, end_with_head)
         if end_with_head:
             self._finish(stream_id, request_done)
