@@ -230,23 +230,31 @@ import chaos_app
 @pytest.mark.cloudtasks(duplicates=0.3, shuffle=True, transient_failures=0.3,
                         start="2026-01-01T00:00:00+00:00")
 def test_it(cloudtasks_queue):
-    for order in range(8):
+    for order in range(40):
         chaos_app.charge.delay(order=order)
-    cloudtasks_queue.run_until_empty()
+    attempts = cloudtasks_queue.run_until_empty()
+    print("INJECTED", [(a.task.arguments["order"], a.injected) for a in attempts])
     assert len({s[1] for s in chaos_app.seen}) == len(chaos_app.seen)  # each task once
 ''')
-    first = _run(pytester)  # a seed of its own
+    # A seed of its own. 40 tasks, not 8: with 8, one seed in twenty drew no duplicate
+    # (0.7 ** 8) and the inner test passed; 0.7 ** 40 is below one in a million. The report
+    # names only the first 5 events, so every attempt's injection is printed and compared too.
+    first = _run(pytester, "-s")
     first.assert_outcomes(failed=1)
     seed = re.search(r"replay with --cloudtasks-seed=(\d+)", first.stdout.str())
     assert seed is not None
-    replay = _run(pytester, f"--cloudtasks-seed={seed[1]}")
+    replay = _run(pytester, "-s", f"--cloudtasks-seed={seed[1]}")
     replay.assert_outcomes(failed=1)
 
     def section(result: pytest.RunResult) -> str:
         text = result.stdout.str()
         return text[text.index("cloudtasks chaos -"):text.index("short test summary")]
 
-    assert "duplicate of charge" in section(first)
+    def injected(result: pytest.RunResult) -> list[str]:
+        return re.findall(r"INJECTED .*", result.stdout.str())
+
+    assert "'duplicate')" in injected(first)[0] and "Injected: " in section(first)
+    assert injected(first) == injected(replay)
     assert section(first) == section(replay)
 
 
