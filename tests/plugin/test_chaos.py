@@ -253,7 +253,8 @@ def test_it(cloudtasks_queue):
     def injected(result: pytest.RunResult) -> list[str]:
         return re.findall(r"INJECTED .*", result.stdout.str())
 
-    assert "'duplicate')" in injected(first)[0] and "Injected: " in section(first)
+    assert "'duplicate')" in injected(first)[0]
+    assert "Injected: " in section(first)
     assert injected(first) == injected(replay)
     assert section(first) == section(replay)
 
