@@ -25,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fastapi_cloud_tasks.engine.http_target import HttpTarget, split_url, wire_headers
 
 __all__ = ["DeliveryError", "HttpDelivery", "Response"]
 
 MAX_HEAD = 64 * 1024  # a response head (or a chunk-size line, or trailers) longer is refused
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN = re.compile(_TOKEN_CHARS.encode())
 _NOT_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # controls but horizontal tab
+_NAMES = re.compile(f"{_TOKEN_CHARS}(?:\n{_TOKEN_CHARS})*".encode())  # joined by LF
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 
@@ -42,8 +44,7 @@ class DeliveryError(Exception):
     """No response: the request could not be sent, or the connection closed before the reply."""
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):  # a NamedTuple: built for every attempt, cheaper than a dataclass
     status_code: int
     headers: dict[str, str]  # lower-case names
 
@@ -55,16 +56,22 @@ def request_bytes(method: str, target: HttpTarget, headers: dict[str, str],
     if not _TOKEN.fullmatch(method.encode("ascii", "replace")):
         raise ValueError(f"the method {method!r} is not an HTTP token")
     path = target.path + (f"?{target.query}" if target.query else "")
-    lines = [f"{method} {path} HTTP/1.1\r\n".encode("ascii")]
-    for name, value in wire_headers(target, method, headers, body):
-        if not _TOKEN.fullmatch(name):
-            raise ValueError(f"the header name {name!r} is not an HTTP token")
-        if _NOT_IN_VALUE.search(value):
-            raise ValueError(f"the value of {name.decode()} holds a control character: "
-                             f"{value!r}")
-        lines += (name, b": ", value, b"\r\n")
-    lines += (b"\r\n", body)
-    return b"".join(lines)
+    fields = wire_headers(target, method, headers, body)
+    # All names, then all values, each checked in one match (in C: this runs for every
+    # attempt). An LF within a name would show in the count of the names' separators.
+    names, values = zip(*fields, strict=True)
+    joined = b"\n".join(names)
+    if (not _NAMES.fullmatch(joined) or joined.count(b"\n") != len(names) - 1
+            or _NOT_IN_VALUE.search(b"".join(values))):
+        for name, value in fields:  # which one
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"the header name {name!r} is not an HTTP token")
+            if _NOT_IN_VALUE.search(value):
+                raise ValueError(f"the value of {name.decode()} holds a control character: "
+                                 f"{value!r}")
+    lines = b"\r\n".join(map(b": ".join, fields))
+    return b"".join((f"{method} {path} HTTP/1.1\r\n".encode("ascii"), lines, b"\r\n\r\n",
+                     body))
 
 
 class _BadResponse(Exception):
@@ -196,8 +203,10 @@ class _ResponseReader:
                 raise _BadResponse("101 Switching Protocols, to a request that asked for none")
             return True  # informational: the final response is still to come
         self._status, self._headers = status, headers
-        tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
-        self._keep_alive = match.group(1, 2) == (b"1", b"1") and "close" not in tokens
+        connection = headers.get("connection")
+        closes = connection is not None and "close" in {
+            token.strip().lower() for token in connection.split(",")}
+        self._keep_alive = match.group(1, 2) == (b"1", b"1") and not closes
         coding = headers.get("transfer-encoding")
         if self._head_only or status in (204, 304):
             self._state = _DONE

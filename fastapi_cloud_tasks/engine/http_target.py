@@ -4,6 +4,7 @@ in-process requests, so an app sees the same request from both."""
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ NOT_FORWARDED = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "keep-alive",
     "proxy-connection", "te", "trailer", "upgrade",
 })
+_ASCII = operator.methodcaller("encode", "ascii")  # UnicodeEncodeError past ASCII
 
 _URL_SAFE = "!#$%&'()*+,-./:;=?@[]_~"  # kept as written: reserved characters and escapes
 # RFC 9110 §5.1 field-name = token; §5.5 field-value: visible ASCII, spaces and tabs (obs-text
@@ -122,9 +124,11 @@ def wire_headers(target: HttpTarget, method: str, headers: dict[str, str],
     our Content-Length would let the body be read as a second request."""
     authority = target.authority
     host = authority.encode("ascii") if authority.isascii() else authority.encode("idna")
-    fields = [(b"Host", host)]
-    fields += [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()
-               if name.lower() not in NOT_FORWARDED]
+    if not NOT_FORWARDED.isdisjoint(map(str.lower, headers)):
+        headers = {k: v for k, v in headers.items() if k.lower() not in NOT_FORWARDED}
+    # Encoded by map() in C: this runs for every attempt.
+    names, values = map(_ASCII, headers), map(_ASCII, headers.values())
+    fields = [(b"Host", host), *zip(names, values, strict=True)]
     if body or method in BODY_METHODS:
         fields.append((b"Content-Length", str(len(body)).encode()))
     return fields

@@ -213,6 +213,43 @@ async def test_status_and_headers_come_back_with_lower_case_names() -> None:
                                 "content-length": "4"}
 
 
+async def test_field_values_lose_the_blanks_around_them_and_keep_those_inside() -> None:
+    """RFC 9112 §5: optional whitespace around a value is not part of it; a repeated field is
+    one comma-separated list; bytes past ASCII arrive as latin-1, as h11 gives them."""
+    reply = (b"HTTP/1.1 200 OK\r\n"
+             b"X-Spaced: \t a  b\tc \t \r\n"
+             b"X-Empty:\r\n"
+             b"X-Blank:   \r\n"
+             b"X-Tight:v\r\n"
+             b"Set-Cookie: a=1\r\n"
+             b"set-cookie:  b=2 \r\n"
+             b"X-Latin: caf\xe9\r\n"
+             b"Content-Length: 0\r\n\r\n")
+    async with serving(answer(reply)) as (server, delivery):
+        response = await get(delivery, server.url())
+
+    assert response.headers == {
+        "x-spaced": "a  b\tc", "x-empty": "", "x-blank": "", "x-tight": "v",
+        "set-cookie": "a=1, b=2", "x-latin": "caf\u00e9", "content-length": "0",
+    }
+
+
+async def test_blank_runs_in_a_hostile_head_are_read_in_one_pass() -> None:
+    """A 60 KB value of blanks with one visible byte at each end, and the same ending in a
+    control byte (refused): both answered, the regular expressions do not backtrack on it.
+    (A quadratic match here would take minutes, not the test's few milliseconds.)"""
+    blanks = b" \t" * 30_000
+    good = b"HTTP/1.1 200 OK\r\nX-Pad: a" + blanks + b"b\r\nContent-Length: 0\r\n\r\n"
+    async with serving(answer(good)) as (server, delivery):
+        response = await get(delivery, server.url())
+    assert response.headers["x-pad"] == "a" + (" \t" * 30_000) + "b"
+
+    bad = b"HTTP/1.1 200 OK\r\nX-Pad: a" + blanks + b"\x01\r\nContent-Length: 0\r\n\r\n"
+    async with serving(answer(bad)) as (server, delivery):
+        with pytest.raises(DeliveryError):
+            await get(delivery, server.url())
+
+
 async def test_a_post_goes_out_byte_for_byte_with_its_target_as_written() -> None:
     """The target keeps its escapes (`%2F` is not a slash to the app) and its query order."""
     async with serving() as (server, delivery):
