@@ -87,15 +87,22 @@ class TokenBucket:
         self._stamp = now
 
     def _refill(self, now: datetime) -> None:
-        if now > self._stamp:
-            elapsed = (now - self._stamp).total_seconds()
-            self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+        stamp = self._stamp
+        if now > stamp:
             self._stamp = now
+            if self._tokens < self.burst:  # a full bucket (most of a burst's) stays full
+                tokens = self._tokens + (now - stamp).total_seconds() * self.rate
+                self._tokens = tokens if tokens < self.burst else float(self.burst)
 
     def ready_at(self, now: datetime) -> datetime:
         """The first time a token is available (now, or later when the bucket is empty)."""
+        # Float rounding must not stall a due dispatch. A token already here needs no refill
+        # first: tokens accrue linearly up to the cap, so refilling later from the same
+        # stamp gives the same count.
+        if self._tokens >= 1 - 1e-9:
+            return now
         self._refill(now)
-        if self._tokens >= 1 - 1e-9:  # float rounding must not stall a due dispatch
+        if self._tokens >= 1 - 1e-9:
             return now
         return self._stamp + timedelta(seconds=(1 - self._tokens) / self.rate)
 

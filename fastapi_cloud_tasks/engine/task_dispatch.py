@@ -58,13 +58,13 @@ class TaskDispatching:
     _random: random.Random
     _store: Store
 
-    def _remove(self, record: TaskRecord) -> None:
+    def _remove(self, record: TaskRecord, now: datetime | None = None) -> None:
         self._tasks.pop(record.name, None)
         self._forced.pop(record.name, None)
         record.version += 1
-        now = self.clock.now()
-        self._tombstones[record.name] = now + self.name_reservation
-        self._store.delete_task(record.name, now + self.name_reservation)
+        now = now or self.clock.now()
+        self._tombstones[record.name] = until = now + self.name_reservation
+        self._store.delete_task(record.name, until)
         if len(self._tombstones) >= self._sweep_at:  # names are reserved for a while, not forever
             self._tombstones = {n: t for n, t in self._tombstones.items() if t > now}
             self._sweep_at = max(1024, 2 * len(self._tombstones))
@@ -128,20 +128,20 @@ class TaskDispatching:
                 return self._start(top, queue, now, forced=False)
             return None
 
-    def _index(self, queue: QueueState) -> None:
+    def _index(self, queue: QueueState, now: datetime | None = None) -> None:
         """File `queue` by when it can next dispatch: under `_ready_queues` if it has a token
         now, `_throttled` if it waits for one, in neither if it cannot dispatch (paused, at
         its concurrency limit, or nothing pending). Called after every change to a queue's
         tasks, state, limits or attempts in flight; time alone only moves queues from
         `_throttled` to `_ready_queues` (`_promote`), as tokens only ever accrue."""
         top = None
-        if queue.running and queue.in_flight < queue.max_concurrent:
+        if queue.can_dispatch():
             top = self._top(queue)
         if top is None:
             self._ready_queues.discard(queue)
             self._throttled.discard(queue)
             return
-        now = self.clock.now()
+        now = now or self.clock.now()
         token_at = queue.bucket.ready_at(now)
         if token_at <= now:
             self._throttled.discard(queue)
@@ -162,7 +162,7 @@ class TaskDispatching:
             (when, seq), queue = entry
             top = self._top(queue)
             if (top is not None and top.seq == seq and top.schedule_time <= when
-                    and queue.running and queue.in_flight < queue.max_concurrent
+                    and queue.can_dispatch()
                     and (index is self._throttled or top.schedule_time == when)):
                 return queue, top
             self._index(queue)
@@ -185,7 +185,7 @@ class TaskDispatching:
         queue.in_flight += 1
         record.in_flight = True
         record.version += 1  # drops its heap entry
-        self._index(queue)
+        self._index(queue, now)
         try:
             return self._request(record, now)
         except Exception as exc:
@@ -212,7 +212,9 @@ class TaskDispatching:
             # Queue.http_target applies to every HTTP task of the queue, at each attempt.
             number, url, sent_headers, body, auth = apply_queue_target(
                 tasks_v2.Queue.pb(queue.queue).http_target, http)
-        headers = {k: v for k, v in sent_headers.items() if k.lower() not in REPLACED_HEADERS}
+        headers = dict(sent_headers)  # the protobuf map read in C, not through its items()
+        if not REPLACED_HEADERS.isdisjoint(map(str.lower, headers)):
+            headers = {k: v for k, v in headers.items() if k.lower() not in REPLACED_HEADERS}
         headers.update(self._cloud_tasks_headers(record))
         if auth.HasField("oidc_token"):
             audience = auth.oidc_token.audience or url
@@ -268,18 +270,19 @@ class TaskDispatching:
         status: int | None, retry_after: timedelta | None,
     ) -> Outcome:
         queue = self._queues.get(record.queue_name)
+        now = self.clock.now()
         try:
             return self._settle(record, queue, schedule_time, dispatch_time, status,
-                                retry_after)
+                                retry_after, now)
         finally:
             if queue is not None:  # one in flight less, the task gone or rescheduled
-                self._index(queue)
+                self._index(queue, now)
 
     def _settle(
         self, record: TaskRecord, queue: QueueState | None, schedule_time: datetime,
         dispatch_time: datetime, status: int | None, retry_after: timedelta | None,
+        now: datetime,
     ) -> Outcome:
-        now = self.clock.now()
         if queue is not None:
             queue.in_flight -= 1
         record.in_flight = False
@@ -295,7 +298,7 @@ class TaskDispatching:
         if record.name not in self._tasks:  # deleted or purged while in flight
             return Outcome.SUCCEEDED if succeeded else Outcome.FAILED
         if succeeded:  # the task is gone: no output fields left to keep current
-            self._remove(record)
+            self._remove(record, now)
             return Outcome.SUCCEEDED
         task = tasks_v2.Task.pb(record.task)
         task.dispatch_count = record.dispatch_count
@@ -313,7 +316,7 @@ class TaskDispatching:
             created=record.created,
             now=now,
         ):
-            self._remove(record)
+            self._remove(record, now)
             return Outcome.FAILED
         wait = backoff(record.dispatch_count, retry.min_backoff, retry.max_backoff,
                        retry.max_doublings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import NamedTuple
 
 from google.cloud import tasks_v2
 
@@ -46,9 +47,9 @@ class TaskRecord:
     retry_config: tasks_v2.RetryConfig | None = None  # the task's own, completed
 
 
-@dataclass(frozen=True)
-class Dispatch:
-    """One attempt to send: the HTTP request exactly as Cloud Tasks makes it."""
+class Dispatch(NamedTuple):
+    """One attempt to send: the HTTP request exactly as Cloud Tasks makes it. (Immutable; a
+    NamedTuple, as a frozen dataclass costs a call per field on every attempt.)"""
 
     record: TaskRecord
     method: str
@@ -67,8 +68,8 @@ class QueueState:
     """A queue as the engine keeps it: its settings, token bucket, pending heap and attempts
     in flight.
 
-    `running` and `max_concurrent` are read on every create and dispatch, so they come from
-    the raw protobuf under `queue` (kept with it, and changed in place with it) as plain ints,
+    `running` and `can_dispatch()` are read on every create and dispatch, so they read the raw
+    protobuf under `queue` (kept with it, and changed in place with it) as plain ints,
     without proto-plus's per-access wrapping and enum comparisons."""
 
     __slots__ = ("_queue", "_raw", "bucket", "heap", "in_flight")
@@ -95,4 +96,10 @@ class QueueState:
     @property
     def max_concurrent(self) -> int:
         return int(self._raw.rate_limits.max_concurrent_dispatches)
+
+    def can_dispatch(self) -> bool:
+        """Running and below its concurrency limit (tokens and due tasks aside)."""
+        raw = self._raw
+        return bool(raw.state == _RUNNING
+                    and self.in_flight < raw.rate_limits.max_concurrent_dispatches)
 
