@@ -127,14 +127,23 @@ async def _within(call: Awaitable[None], timeout: float,
                   background: set[asyncio.Task[Any]] | None) -> bool:
     """Await `call` for at most `timeout` seconds (of real time: the event loop's clock is never
     faked); False if it did not finish. The call runs as a task so that, past the deadline, it
-    can be left running: cancelling a sync endpoint only takes effect when its thread returns
-    (anyio's `to_thread.run_sync` shields it)."""
-    task = asyncio.ensure_future(call)
+    can be left running: cancelling a sync endpoint only takes effect when its thread returns.
+    It is cancelled through an anyio cancel scope, not `task.cancel()`: anyio's
+    `to_thread.run_sync` shields the thread's wait from its own scopes only: a bare
+    `task.cancel()` ends the task at once, its thread still running, and teardown would not
+    wait for it."""
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await call
+
+    task = asyncio.ensure_future(run())
     finished, _ = await asyncio.wait({task}, timeout=timeout)
     if finished:
         task.result()  # the app's exception, if it raised
         return True
-    task.cancel()
+    scope.cancel()
     if background is not None:
         background.add(task)
         task.add_done_callback(background.discard)

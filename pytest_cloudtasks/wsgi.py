@@ -20,6 +20,8 @@ import inspect
 import sys
 from typing import Any
 
+import anyio
+
 __all__ = ["WSGIApp", "adapt", "is_wsgi"]
 
 _EXCEPTION_KEY = "pytest_cloudtasks.wsgi_exception"
@@ -81,8 +83,9 @@ class WSGIApp:
         except asyncio.CancelledError:
             # Past its deadline: the thread cannot be stopped, so the call (kept in the
             # harness's background until teardown) waits for it, as anyio does for a sync
-            # FastAPI endpoint.
-            await asyncio.wait({call})
+            # FastAPI endpoint (shielded: the deadline cancels through an anyio scope).
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({call})
             raise
         caught = scope.pop(_EXCEPTION_KEY, None)
         if caught is not None:  # the framework answered 500; report what it caught

@@ -12,6 +12,7 @@ import pytest
 APP = '''
 import asyncio
 import threading
+import time
 
 from fastapi import APIRouter, Depends, FastAPI
 
@@ -39,6 +40,7 @@ def blocking_sync(headers: CloudTasksHeaders = Depends()):
     log.append(("sync", headers.retry_count))
     if headers.retry_count == 0:
         released.wait(30)  # a worker thread cannot be cancelled
+        time.sleep(0.2)  # still running when the test ends: teardown must wait for it
         log.append("first attempt's thread finished")
 
 

@@ -10,6 +10,7 @@ import pytest
 
 FLASK_APP = '''
 import threading
+import time
 
 from flask import Flask, request
 
@@ -43,6 +44,7 @@ def slow():
     log.append((retry, request.headers.get("X-CloudTasks-TaskPreviousResponse")))
     if retry == 0:
         released.wait(30)  # a WSGI thread cannot be cancelled
+        time.sleep(0.2)  # still running when the test ends: teardown must wait for it
         log.append("first attempt's thread finished")
     return "ok"
 '''
