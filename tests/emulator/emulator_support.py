@@ -154,7 +154,9 @@ class Target:
     """A FastAPI worker on 127.0.0.1 that records every request and answers as the query
     string says: `status=503,503,200` (by X-CloudTasks-TaskRetryCount, else by the number of
     earlier requests to the same URL; the last one repeats),
-    `sleep=2` (seconds, at most MAX_SLEEP). Under /secure/fixed/ and /secure/url/ it first
+    `sleep=2` (seconds, at most MAX_SLEEP), `hold=KEY` (until the test calls `release(KEY)`,
+    at most MAX_SLEEP: a test that needs a request still open waits for what it needs, not for
+    a guessed time). Under /secure/fixed/ and /secure/url/ it first
     verifies the ID token (fixed audience, or the task URL) against `certs_url`."""
 
     certs_url: str
@@ -162,6 +164,20 @@ class Target:
     deliveries: list[Delivery] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _per_url: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    _released: set[str] = field(default_factory=set)
+
+    def release(self, key: str) -> None:
+        """Let the requests held with `hold=KEY` answer."""
+        with self._lock:
+            self._released.add(key)
+
+    async def _hold(self, key: str) -> None:
+        deadline = time.monotonic() + MAX_SLEEP
+        while time.monotonic() < deadline:
+            with self._lock:
+                if key in self._released:
+                    return
+            await asyncio.sleep(0.01)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -202,6 +218,8 @@ class Target:
             sleep = min(float(params.get("sleep", "0")), MAX_SLEEP)
             if sleep > 0:
                 await asyncio.sleep(sleep)
+            if "hold" in params:
+                await self._hold(params["hold"])
             codes = [int(code) for code in params.get("status", "").split(",") if code]
             if codes and status == 200:
                 status = codes[min(attempt, len(codes) - 1)]
