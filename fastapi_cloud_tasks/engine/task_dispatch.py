@@ -112,7 +112,7 @@ class TaskDispatching:
         queues that are running, below their concurrency limit and have a token."""
         with self._lock:
             now = self.clock.now()
-            forced = [r for r in self._forced.values() if not r.in_flight]
+            forced = self._forced and [r for r in self._forced.values() if not r.in_flight]
             if forced:
                 record = min(forced, key=lambda r: r.seq)
                 del self._forced[record.name]
@@ -212,9 +212,7 @@ class TaskDispatching:
             # Queue.http_target applies to every HTTP task of the queue, at each attempt.
             number, url, sent_headers, body, auth = apply_queue_target(
                 tasks_v2.Queue.pb(queue.queue).http_target, http)
-        headers = dict(sent_headers)  # the protobuf map read in C, not through its items()
-        if not REPLACED_HEADERS.isdisjoint(map(str.lower, headers)):
-            headers = {k: v for k, v in headers.items() if k.lower() not in REPLACED_HEADERS}
+        headers = {k: v for k, v in sent_headers.items() if k.lower() not in REPLACED_HEADERS}
         headers.update(self._cloud_tasks_headers(record))
         if auth.HasField("oidc_token"):
             audience = auth.oidc_token.audience or url
@@ -275,7 +273,10 @@ class TaskDispatching:
             return self._settle(record, queue, schedule_time, dispatch_time, status,
                                 retry_after, now)
         finally:
-            if queue is not None:  # one in flight less, the task gone or rescheduled
+            # One in flight less changes where the queue is filed only if that takes it off
+            # its concurrency limit: the task was in flight, so never its top, and a retry is
+            # filed again by `_push`; its tokens only ever accrue (`_promote`).
+            if queue is not None and queue.in_flight + 1 >= queue.max_concurrent:
                 self._index(queue, now)
 
     def _settle(
