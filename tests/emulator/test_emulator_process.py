@@ -39,7 +39,7 @@ def test_queues_given_on_the_command_line_exist_with_their_settings(
     assert queue.retry_config.max_doublings == 1
     assert queue.state == tasks_v2.Queue.State.RUNNING
     client.create_task(parent=name, task=http_task(target.url(f"{prefix}/cli")))
-    target.wait_under(prefix, timeout=5)
+    target.wait_under(prefix)
 
 
 @pytest.mark.parametrize("argument", ["projects/p/locations/l/queues/q,speed=3",
@@ -59,11 +59,16 @@ def test_a_bad_queue_argument_is_a_usage_error(
 def test_max_in_flight_bounds_the_requests_open_at_once_and_the_rest_still_go(
     start_emulator: StartEmulator, target: Target, queue_name: str, prefix: str
 ) -> None:
-    emulator = start_emulator("--max-in-flight", "2", "--auto-create-queues", "-q")
+    emulator = start_emulator("--max-in-flight", "2", "-q")
     client = emulator.tasks_client()
+    # All four due at once (created on a paused queue): created one by one on a running
+    # queue, a create slower than the 0.5 s answer on a loaded machine left one open at a time.
+    client.create_queue(parent=LOCATION, queue=tasks_v2.Queue(name=queue_name))
+    client.pause_queue(name=queue_name)
     for index in range(4):
         client.create_task(parent=queue_name,
                            task=http_task(target.url(f"{prefix}/{index}?sleep=0.5")))
+    client.resume_queue(name=queue_name)
 
     deliveries = target.wait_under(prefix, 4, timeout=10, finished=True)
 
@@ -91,7 +96,7 @@ def test_a_signal_stops_the_emulator_gracefully_after_the_delivery_in_flight(
     client = emulator.tasks_client()
     client.create_task(parent=queue_name,
                        task=http_task(target.url(f"{prefix}/slow?sleep=1.5")))
-    [in_flight] = target.wait_under(prefix, timeout=5)
+    [in_flight] = target.wait_under(prefix)
 
     started = time.monotonic()
     code = emulator.terminate(sig, timeout=10)
