@@ -67,6 +67,7 @@ from fastapi_cloud_tasks.emulator.http2 import (
 GET_QUEUE = "/google.cloud.tasks.v2.CloudTasks/GetQueue"
 CREATE_QUEUE = "/google.cloud.tasks.v2.CloudTasks/CreateQueue"
 QUIET_S = 0.3  # how long "nothing more comes" is watched for
+WAIT_S = 10.0  # how long a frame that must come may take on a loaded machine
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -125,7 +126,7 @@ class RawClient:
 
     def __init__(self, address: str, settings: dict[int, int] | None = None) -> None:
         host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        self.sock = socket.create_connection((host, int(port)), timeout=WAIT_S)
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
         self.buffer = b""
@@ -165,7 +166,7 @@ class RawClient:
         self.send(frame(HEADERS, END_HEADERS, stream_id, self.headers_block(path, **extra)),
                   frame(DATA, END_STREAM, stream_id, body))
 
-    def read(self, timeout: float = 5.0) -> Frame | None:
+    def read(self, timeout: float = WAIT_S) -> Frame | None:
         """The next frame; None when the server closed the connection."""
         self.sock.settimeout(timeout)
         while True:
@@ -736,7 +737,7 @@ def test_not_http2_at_all_is_closed_and_the_server_serves_on(
     emulator: EmulatorProcess, connect: Connect, queue: str,
 ) -> None:
     host, port = emulator.address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    with socket.create_connection((host, int(port)), timeout=WAIT_S) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         received = b""
         while chunk := sock.recv(65536):
