@@ -65,6 +65,12 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def assert_sent_in(tasks_service: RecordingTasks, before: datetime, countdown: timedelta) -> None:
+    """The last task's schedule time is `countdown` from a moment between `before` and now
+    (not "within 1 s of now": a loaded machine can pause longer between the two reads)."""
+    assert before + countdown <= tasks_service.last.schedule_time <= now_utc() + countdown
+
+
 @pytest.fixture(autouse=True)
 def _clear_received() -> None:
     received.clear()
@@ -549,11 +555,11 @@ class TestCountdown:
         when = tasks_service.last.schedule_time
         assert when.tzinfo is not None
         assert before + timedelta(seconds=90) <= when <= after + timedelta(seconds=90)
-        assert abs(when - (now_utc() + timedelta(seconds=90))) < timedelta(seconds=1)
 
     def test_countdown_zero_is_allowed_and_means_now(self, recording_client, tasks_service):
+        before = now_utc()
         simple_task(recording_client).options(countdown=0).delay()
-        assert abs(tasks_service.last.schedule_time - now_utc()) < timedelta(seconds=1)
+        assert before <= tasks_service.last.schedule_time <= now_utc()
 
     def test_without_countdown_the_schedule_time_is_left_unset(self, recording_client,
                                                                tasks_service):
@@ -590,9 +596,9 @@ class TestCountdown:
         @task_default_options(countdown=300)
         def work() -> None: ...
 
+        before = now_utc()
         work.delay()
-        expected = now_utc() + timedelta(seconds=300)
-        assert abs(tasks_service.last.schedule_time - expected) < timedelta(seconds=1)
+        assert_sent_in(tasks_service, before, timedelta(seconds=300))
 
 
 class TestScheduleTime:
@@ -659,9 +665,9 @@ class TestScheduleTime:
         @task_default_options(schedule_time=now_utc() + timedelta(days=2))
         def work() -> None: ...
 
+        before = now_utc()
         work.options(countdown=60).delay()
-        expected = now_utc() + timedelta(seconds=60)
-        assert abs(tasks_service.last.schedule_time - expected) < timedelta(seconds=1)
+        assert_sent_in(tasks_service, before, timedelta(seconds=60))
 
 
 class TestThirtyDayLimit:
@@ -921,7 +927,7 @@ class BlockingTasks(RecordingTasks):
     def create_task(self, request: tasks_v2.CreateTaskRequest) -> tasks_v2.Task:
         self.threads.append(threading.get_ident())
         self.entered.set()
-        self.released_in_time = self.release.wait(timeout=2)
+        self.released_in_time = self.release.wait(timeout=10)
         return super().create_task(request)
 
 
@@ -937,10 +943,10 @@ class TestAdelay:
     @pytest.mark.asyncio
     async def test_options_adelay_applies_the_options(self, tasks_service):
         ping = simple_task(tasks_async_client(tasks_service))
+        before = now_utc()
         task = await ping.options(task_id="async-1", countdown=120).adelay()
         assert task.name == f"{QUEUE}/tasks/async-1"
-        expected = now_utc() + timedelta(seconds=120)
-        assert abs(tasks_service.last.schedule_time - expected) < timedelta(seconds=1)
+        assert_sent_in(tasks_service, before, timedelta(seconds=120))
 
     @pytest.mark.asyncio
     async def test_adelay_with_a_sync_client_sends_through_it(self, recording_client,
