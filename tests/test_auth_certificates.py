@@ -366,9 +366,13 @@ class TestOneDownloadAtATime:
     def test_threads_share_one_hanging_download_too(self, silent):
         cache = CertificateCache(silent.url, timeout=0.5)
         errors: list[BaseException] = []
+        # All four ask at once: started one by one on a loaded machine, the last could start
+        # after the first one's 0.5 s had run out, and rightly make a second download.
+        together = threading.Barrier(4)
 
         def wait() -> None:
             try:
+                together.wait(10)
                 cache.get()
             except BaseException as exc:
                 errors.append(exc)
