@@ -132,8 +132,9 @@ class TaskDispatching:
         """File `queue` by when it can next dispatch: under `_ready_queues` if it has a token
         now, `_throttled` if it waits for one, in neither if it cannot dispatch (paused, at
         its concurrency limit, or nothing pending). Called after every change to a queue's
-        tasks, state, limits or attempts in flight; time alone only moves queues from
-        `_throttled` to `_ready_queues` (`_promote`), as tokens only ever accrue."""
+        tasks, state, limits or attempts in flight that can move it (an attempt settling, only
+        when that takes the queue off its concurrency limit); time alone only moves queues
+        from `_throttled` to `_ready_queues` (`_promote`), as tokens only ever accrue."""
         top = None
         if queue.can_dispatch():
             top = self._top(queue)
