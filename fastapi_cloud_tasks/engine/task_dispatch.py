@@ -112,7 +112,8 @@ class TaskDispatching:
         queues that are running, below their concurrency limit and have a token."""
         with self._lock:
             now = self.clock.now()
-            forced = self._forced and [r for r in self._forced.values() if not r.in_flight]
+            forced = ([r for r in self._forced.values() if not r.in_flight] if self._forced
+                      else None)  # most takes: nothing forced, no list built
             if forced:
                 record = min(forced, key=lambda r: r.seq)
                 del self._forced[record.name]
