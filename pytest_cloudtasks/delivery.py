@@ -133,12 +133,7 @@ async def _within(call: Awaitable[None], timeout: float,
     `task.cancel()` ends the task at once, its thread still running, and teardown would not
     wait for it."""
     scope = anyio.CancelScope()
-
-    async def run() -> None:
-        with scope:
-            await call
-
-    task = asyncio.ensure_future(run())
+    task = asyncio.ensure_future(_in_scope(call, scope))
     finished, _ = await asyncio.wait({task}, timeout=timeout)
     if finished:
         task.result()  # the app's exception, if it raised
@@ -149,6 +144,11 @@ async def _within(call: Awaitable[None], timeout: float,
         task.add_done_callback(background.discard)
     task.add_done_callback(_ignore_outcome)
     return False
+
+
+async def _in_scope(call: Awaitable[None], scope: anyio.CancelScope) -> None:
+    with scope:
+        await call
 
 
 def _ignore_outcome(task: asyncio.Task[Any]) -> None:
